@@ -1,0 +1,173 @@
+"""Dataset containers shared by every dataset: samples are dicts keyed by modality name."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from robustfusion.errors import DataError
+from robustfusion.types import Batch
+
+#: Kinds of modality; corruptions and encoders use them (``blur`` needs 2-D maps, for example).
+MODALITY_KINDS = ("vector", "image", "spectrogram", "timeseries", "map")
+
+
+@dataclass(frozen=True)
+class ModalityInfo:
+    """One modality: its name, per-sample shape and kind.
+
+    ``intensity_scale`` is, for images, the change of the stored value that one 0-255 intensity
+    unit makes (``1 / (255 * std)`` for standardised images), so that noise can be given in
+    0-255 units; ``None`` for modalities without pixel intensities.
+    """
+
+    name: str
+    shape: tuple[int, ...]
+    kind: str = "vector"
+    intensity_scale: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in MODALITY_KINDS:
+            raise ValueError(f"unknown modality kind {self.kind!r}; choose one of {MODALITY_KINDS}")
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """Everything a model needs to know about a dataset, and what a report says of it."""
+
+    name: str
+    modalities: tuple[ModalityInfo, ...]
+    num_classes: int
+    class_names: tuple[str, ...] = ()
+    description: str = ""
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def modality_names(self) -> tuple[str, ...]:
+        return tuple(m.name for m in self.modalities)
+
+    def modality(self, name: str) -> ModalityInfo:
+        for info in self.modalities:
+            if info.name == name:
+                return info
+        raise DataError(
+            f"unknown modality {name!r}: this dataset has {', '.join(self.modality_names)}"
+        )
+
+
+class MultimodalDataset(Dataset):
+    """A map-style dataset whose items are ``{"inputs": {m: Tensor}, "present": {m: bool},
+    "target": int, "index": int}``; combine items into a :class:`Batch` with :func:`collate`."""
+
+    modalities: tuple[str, ...]
+
+    def targets(self) -> Tensor:
+        """All labels as a ``LongTensor[N]`` (for stratification and metrics)."""
+        raise NotImplementedError  # pragma: no cover - interface
+
+
+class TensorMultimodalDataset(MultimodalDataset):
+    """An in-memory dataset of one tensor per modality (first axis = samples).
+
+    Args:
+        arrays: modality name -> ``[N, ...]`` float tensor.
+        target: ``[N]`` integer labels.
+        present: optional modality name -> ``[N]`` bool; default all present.
+    """
+
+    def __init__(
+        self,
+        arrays: Mapping[str, Tensor],
+        target: Tensor,
+        present: Mapping[str, Tensor] | None = None,
+    ) -> None:
+        if len(arrays) < 1:
+            raise DataError("a dataset needs at least one modality array")
+        n = int(target.shape[0])
+        for name, array in arrays.items():
+            if array.shape[0] != n:
+                raise DataError(
+                    f"modality {name!r} has {array.shape[0]} samples but the labels have {n}: "
+                    "every array's first axis must be the sample axis"
+                )
+            if array.is_floating_point() and not bool(torch.isfinite(array).all()):
+                raise DataError(
+                    f"modality {name!r} contains NaN or Inf values: clean or impute them first"
+                )
+        self.modalities = tuple(arrays)
+        self.arrays = {m: a.float() for m, a in arrays.items()}
+        self.target = target.long()
+        self.present = {
+            m: (
+                present[m].bool()
+                if present is not None and m in present
+                else torch.ones(n, dtype=torch.bool)
+            )
+            for m in self.modalities
+        }
+        if n and not bool(torch.stack(list(self.present.values()), 1).any(1).all()):
+            raise DataError(
+                "a sample has every modality missing: drop it or keep at least one modality"
+            )
+
+    def __len__(self) -> int:
+        return int(self.target.shape[0])
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        return {
+            "inputs": {m: a[index] for m, a in self.arrays.items()},
+            "present": {m: bool(p[index]) for m, p in self.present.items()},
+            "target": int(self.target[index]),
+            "index": int(index),
+        }
+
+    def __getitems__(self, indices: Sequence[int]) -> Batch:
+        """Batched fetch (used by ``DataLoader``): one gather per modality instead of per sample."""
+        idx = torch.as_tensor(list(indices), dtype=torch.long)
+        return Batch(
+            inputs={m: a[idx] for m, a in self.arrays.items()},
+            present={m: p[idx] for m, p in self.present.items()},
+            target=self.target[idx],
+            index=idx,
+        )
+
+    def targets(self) -> Tensor:
+        return self.target
+
+    def subset(self, indices: Tensor) -> TensorMultimodalDataset:
+        idx = torch.as_tensor(indices, dtype=torch.long)
+        return TensorMultimodalDataset(
+            {m: a[idx] for m, a in self.arrays.items()},
+            self.target[idx],
+            {m: p[idx] for m, p in self.present.items()},
+        )
+
+
+def collate(samples: Sequence[dict[str, Any]] | Batch) -> Batch:
+    """Stack per-sample dicts into a :class:`Batch` (a :class:`Batch` passes through unchanged)."""
+    if isinstance(samples, Batch):
+        return samples
+    if not samples:
+        raise DataError("cannot collate an empty list of samples")
+    modalities = tuple(samples[0]["inputs"])
+    return Batch(
+        inputs={m: torch.stack([s["inputs"][m] for s in samples]) for m in modalities},
+        present={m: torch.tensor([bool(s["present"][m]) for s in samples]) for m in modalities},
+        target=torch.tensor([int(s["target"]) for s in samples], dtype=torch.long),
+        index=torch.tensor([int(s["index"]) for s in samples], dtype=torch.long),
+    )
+
+
+@dataclass
+class DataSplits:
+    """The train, validation and test splits of a dataset and its description."""
+
+    train: MultimodalDataset
+    val: MultimodalDataset
+    test: MultimodalDataset
+    info: DatasetInfo

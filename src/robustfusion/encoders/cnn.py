@@ -1,0 +1,46 @@
+"""Small CNN encoder for 2-D maps (images, spectrograms, channels x time)."""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from robustfusion.encoders.base import channels_of
+from robustfusion.registry import ENCODERS
+
+
+def _block(cin: int, cout: int, pool: bool) -> nn.Sequential:
+    layers: list[nn.Module] = [
+        nn.Conv2d(cin, cout, 3, padding=1, bias=False),
+        nn.BatchNorm2d(cout),
+        nn.ReLU(),
+    ]
+    if pool:
+        layers.append(nn.MaxPool2d(2, ceil_mode=True))
+    return nn.Sequential(*layers)
+
+
+@ENCODERS.register("cnn", "three conv-BN-ReLU blocks with pooling, for (H, W) or (C, H, W) maps")
+class SmallCNNEncoder(nn.Module):
+    def __init__(
+        self,
+        input_shape: tuple[int, ...],
+        out_dim: int = 128,
+        spatial: bool = False,
+        width: int = 32,
+    ) -> None:
+        super().__init__()
+        self.in_channels = channels_of(input_shape)
+        self.out_dim = out_dim
+        self.spatial = spatial
+        self.features = nn.Sequential(
+            _block(self.in_channels, width, pool=True),
+            _block(width, width * 2, pool=True),
+            _block(width * 2, out_dim, pool=min(input_shape[-2:]) >= 8),
+        )
+        self.pool = nn.AdaptiveAvgPool2d(1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.dim() == 3:
+            x = x.unsqueeze(1)
+        maps = self.features(x)
+        return maps if self.spatial else self.pool(maps).flatten(1)

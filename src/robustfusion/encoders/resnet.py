@@ -1,0 +1,63 @@
+"""ResNet-18 (He et al., 2016) with 1- or 3-channel input, written here (no torchvision)."""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from robustfusion.encoders.base import channels_of
+from robustfusion.registry import ENCODERS
+
+
+class BasicBlock(nn.Module):
+    def __init__(self, cin: int, cout: int, stride: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.shortcut: nn.Module = nn.Identity()
+        if stride != 1 or cin != cout:
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout)
+            )
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = self.bn1(self.conv1(x)).relu()
+        out = self.bn2(self.conv2(out))
+        return (out + self.shortcut(x)).relu()
+
+
+@ENCODERS.register("resnet18", "ResNet-18 for (H, W) or (C, H, W) maps, as in OGM-GE/UDML")
+class ResNet18Encoder(nn.Module):
+    """The standard ResNet-18 trunk; features are the 512 pooled channels, projected to ``out_dim``
+    when ``out_dim != 512``."""
+
+    def __init__(
+        self, input_shape: tuple[int, ...], out_dim: int = 512, spatial: bool = False
+    ) -> None:
+        super().__init__()
+        self.in_channels = channels_of(input_shape)
+        self.spatial = spatial
+        self.out_dim = out_dim
+        self.stem = nn.Sequential(
+            nn.Conv2d(self.in_channels, 64, 7, 2, 3, bias=False),
+            nn.BatchNorm2d(64),
+            nn.ReLU(),
+            nn.MaxPool2d(3, 2, 1),
+        )
+        stages, cin = [], 64
+        for cout, stride in ((64, 1), (128, 2), (256, 2), (512, 2)):
+            stages.append(nn.Sequential(BasicBlock(cin, cout, stride), BasicBlock(cout, cout, 1)))
+            cin = cout
+        self.stages = nn.Sequential(*stages)
+        self.project: nn.Module = nn.Identity() if out_dim == 512 else nn.Conv2d(512, out_dim, 1)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d):
+                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.dim() == 3:
+            x = x.unsqueeze(1)
+        maps = self.project(self.stages(self.stem(x)))
+        return maps if self.spatial else self.pool(maps).flatten(1)

@@ -1,0 +1,1 @@
+"""Building blocks: fusion heads, unimodal heads and the per-method modules (pure PyTorch)."""

@@ -1,0 +1,86 @@
+"""Name -> factory registries for methods, encoders, fusion heads, datasets and corruptions.
+
+Adding a component is adding one file that calls ``REGISTRY.register(name, description)``.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from robustfusion.errors import UnknownNameError
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Entry(Generic[T]):
+    name: str
+    factory: T
+    description: str
+
+
+class Registry(Generic[T]):
+    """A named collection of factories, with helpful errors for unknown names."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._entries: dict[str, Entry[T]] = {}
+
+    def register(self, name: str, description: str) -> Callable[[T], T]:
+        """Decorator registering ``factory`` under ``name`` with a one-line description."""
+
+        def decorator(factory: T) -> T:
+            if name in self._entries:
+                raise ValueError(f"{self.kind} {name!r} is registered twice")
+            self._entries[name] = Entry(name, factory, description)
+            return factory
+
+        return decorator
+
+    def get(self, name: str) -> T:
+        """Return the factory registered as ``name`` or raise :class:`UnknownNameError`."""
+        self._load_builtins()
+        if name not in self._entries:
+            close = difflib.get_close_matches(name, list(self._entries), n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise UnknownNameError(
+                f"unknown {self.kind} {name!r}: {hint}choose one of {', '.join(sorted(self._entries))}"
+            )
+        return self._entries[name].factory
+
+    def __contains__(self, name: object) -> bool:
+        self._load_builtins()
+        return name in self._entries
+
+    def __iter__(self) -> Iterator[Entry[T]]:
+        self._load_builtins()
+        return iter(sorted(self._entries.values(), key=lambda e: e.name))
+
+    def names(self) -> list[str]:
+        return [entry.name for entry in self]
+
+    def _load_builtins(self) -> None:
+        """Import the package that registers the built-in entries of this kind (once)."""
+        module = _BUILTIN_MODULES.get(self.kind)
+        if module is not None:
+            import importlib
+
+            importlib.import_module(module)
+
+
+_BUILTIN_MODULES: dict[str, str] = {
+    "method": "robustfusion.methods",
+    "encoder": "robustfusion.encoders",
+    "fusion": "robustfusion.modules.fusion",
+    "dataset": "robustfusion.data.datasets",
+    "corruption": "robustfusion.data.corruptions",
+}
+
+METHODS: Registry = Registry("method")
+ENCODERS: Registry = Registry("encoder")
+FUSIONS: Registry = Registry("fusion")
+DATASETS: Registry = Registry("dataset")
+CORRUPTIONS: Registry = Registry("corruption")
