@@ -77,6 +77,7 @@ _BUILTIN_MODULES: dict[str, str] = {
     "fusion": "robustfusion.modules.fusion",
     "dataset": "robustfusion.data.datasets",
     "corruption": "robustfusion.data.corruptions",
+    "prepare step": "robustfusion.data.datasets",
 }
 
 METHODS: Registry = Registry("method")
@@ -84,3 +85,6 @@ ENCODERS: Registry = Registry("encoder")
 FUSIONS: Registry = Registry("fusion")
 DATASETS: Registry = Registry("dataset")
 CORRUPTIONS: Registry = Registry("corruption")
+#: ``prepare`` steps: name -> ``fn(raw: Path | None, out: Path | None, **options) -> Path`` (the
+#: prepared folder); registered next to the dataset they prepare, in ``data/datasets/``.
+PREPARERS: Registry = Registry("prepare step")
