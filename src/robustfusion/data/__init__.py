@@ -8,6 +8,7 @@ from robustfusion.data.base import (
     TensorMultimodalDataset,
     collate,
 )
+from robustfusion.data.loading import load_dataset
 
 __all__ = [
     "DataSplits",
@@ -16,4 +17,5 @@ __all__ = [
     "MultimodalDataset",
     "TensorMultimodalDataset",
     "collate",
+    "load_dataset",
 ]
