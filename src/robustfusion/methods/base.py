@@ -17,8 +17,8 @@ from robustfusion.types import Batch, FusionOutput
 class MethodSpec:
     """What a method is built from: the modalities, their feature sizes and the task.
 
-    ``input_shapes`` and ``input_kinds`` describe the raw inputs (for methods such as MWAM that
-    look at them); ``fusion`` names the fusion head, ``hidden_dim`` its width.
+    ``input_shapes``, ``input_kinds`` and ``input_scales`` describe the raw inputs (for methods
+    such as MWAM and UDML that look at them); ``fusion`` names the fusion head, ``hidden_dim`` its width.
     """
 
     modalities: tuple[str, ...]
@@ -28,6 +28,9 @@ class MethodSpec:
     hidden_dim: int = 128
     input_shapes: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
     input_kinds: Mapping[str, str] = field(default_factory=dict)
+    #: ``ModalityInfo.intensity_scale`` per modality (stored-value change per 0-255 intensity
+    #: unit, images only): lets UDML inject noise given in 0-255 units.
+    input_scales: Mapping[str, float | None] = field(default_factory=dict)
 
 
 class Method(nn.Module):
