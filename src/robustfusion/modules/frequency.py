@@ -1,0 +1,164 @@
+"""Frequency Ratio Metric (FRM) of "Plug, Play, and Fortify" (arXiv 2602.22644), Eq. 4.
+
+A modality the network prefers has its low-frequency content learned first; FRM measures the ratio
+of low- to high-frequency DCT energy of a modality's input (or features):
+
+* 2-D maps ``[B, C, H, W]`` (images, spectrograms): non-overlapping ``p x p`` patches, orthonormal
+  2-D DCT-II per patch (``D X D^T`` as batched matrix products, any device). Low band: the
+  top-left ``q x q`` coefficients; high band: the bottom-right ``q x q``, flipped within the block
+  so that ``DCT(i, j)`` pairs with ``DCT(p-1-i, p-1-j)`` (released code).
+* Vectors ``[B, D]`` (tabular views with no 2-D structure, e.g. mfeat) [ours]: the vector is cut
+  into blocks of ``p`` consecutive entries and each gets the orthonormal 1-D DCT-II; low band: the
+  first ``q`` coefficients, high band: the last ``q``, flipped so that ``DCT(i)`` pairs with
+  ``DCT(p-1-i)``. This is the 1-D analogue of the paper's rule; its "frequencies" only mean
+  something where neighbouring entries are related (profiles, spectra), not for arbitrary tables.
+
+``FRM = sum |I_low / (I_high + eps)|`` over batch, channels and patches (one scalar per modality
+per batch). Values reach 1e8-1e10, so everything is computed in float64.
+
+Deviations [ours], all documented in docs/mwam.md:
+* trailing rows/columns that do not fill a whole patch are dropped (the released code assumes
+  sizes divisible by ``p``); maps smaller than ``p`` use a patch of ``min(H, W)`` (vectors:
+  ``min(D, p)``), and ``q`` is capped at half the patch so that the bands never overlap;
+* ``|I_high + eps|`` is floored at ``eps`` so that a high coefficient of exactly ``-eps`` cannot
+  divide by zero (identical to the paper everywhere else);
+* ``channel_norm`` divides by the channel count so that 1-channel depth and 3-channel RGB are
+  comparable; ``present`` restricts the sum to observed samples and rescales it to the full batch
+  size, so that modality dropout does not by itself lower a modality's FRM.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+#: The paper's epsilon in ``I_low / (I_high + eps)``.
+FRM_EPS = 1e-6
+
+
+def dct_matrix(
+    size: int, dtype: torch.dtype = torch.float64, device: torch.device | str | None = None
+) -> Tensor:
+    """Orthonormal DCT-II matrix ``D[k, n] = s_k cos(pi (2n + 1) k / (2 size))``; ``D @ x`` is the
+    DCT of ``x`` (equals ``scipy.fft.dct(x, norm="ortho")``)."""
+    if size < 1:
+        raise ValueError(f"DCT size must be positive, got {size}")
+    n = torch.arange(size, dtype=torch.float64, device=device)
+    k = n.unsqueeze(1)
+    matrix = torch.cos(math.pi * (2 * n + 1) * k / (2 * size)) * math.sqrt(2.0 / size)
+    matrix[0] = matrix[0] / math.sqrt(2.0)
+    return matrix.to(dtype)
+
+
+def _as_maps(x: Tensor) -> Tensor:
+    """``[B, H, W]`` or ``[B, C, H, W]`` -> ``[B, C, H, W]``."""
+    if x.dim() == 3:
+        return x.unsqueeze(1)
+    if x.dim() == 4:
+        return x
+    raise ValueError(
+        f"block_dct2d needs [B, H, W] or [B, C, H, W] maps, got shape {tuple(x.shape)}"
+    )
+
+
+def block_dct2d(x: Tensor, patch: int = 8) -> Tensor:
+    """Orthonormal 2-D DCT-II of every non-overlapping ``patch x patch`` block.
+
+    Args:
+        x: ``[B, H, W]`` or ``[B, C, H, W]``; trailing rows/columns beyond a whole patch are dropped.
+        patch: block size ``p``.
+
+    Returns:
+        ``[B, C, H // p, W // p, p, p]`` coefficients, in ``x``'s dtype and device.
+    """
+    maps = _as_maps(x)
+    b, c, h, w = maps.shape
+    nh, nw = h // patch, w // patch
+    if nh == 0 or nw == 0:
+        raise ValueError(f"maps of size {h}x{w} are smaller than the patch size {patch}")
+    blocks = maps[:, :, : nh * patch, : nw * patch]
+    blocks = blocks.reshape(b, c, nh, patch, nw, patch).permute(0, 1, 2, 4, 3, 5)
+    dct = dct_matrix(patch, dtype=maps.dtype, device=maps.device)
+    return dct @ blocks @ dct.transpose(0, 1)
+
+
+def block_dct1d(x: Tensor, patch: int = 8) -> Tensor:
+    """Orthonormal 1-D DCT-II of every block of ``patch`` consecutive entries of ``x [B, D]``.
+
+    Returns ``[B, D // patch, patch]``; trailing entries beyond a whole block are dropped.
+    """
+    if x.dim() != 2:
+        raise ValueError(f"block_dct1d needs vectors [B, D], got shape {tuple(x.shape)}")
+    b, d = x.shape
+    nb = d // patch
+    if nb == 0:
+        raise ValueError(f"vectors of size {d} are smaller than the block size {patch}")
+    blocks = x[:, : nb * patch].reshape(b, nb, patch)
+    dct = dct_matrix(patch, dtype=x.dtype, device=x.device)
+    return blocks @ dct.transpose(0, 1)
+
+
+def frequency_bands(coefficients: Tensor, q: int = 2, dims: int = 2) -> tuple[Tensor, Tensor]:
+    """Low and (in-block flipped) high bands of block DCT coefficients.
+
+    ``dims=2``: coefficients ``[..., p, p]`` -> low ``[..., q, q]`` = ``C[:q, :q]`` and high
+    ``[..., q, q]`` with ``high[i, j] = C[p-1-i, p-1-j]``. ``dims=1``: ``[..., p]`` -> ``C[:q]`` and
+    ``high[i] = C[p-1-i]``.
+    """
+    if dims == 2:
+        low = coefficients[..., :q, :q]
+        high = coefficients.flip(-1, -2)[..., :q, :q]
+    elif dims == 1:
+        low = coefficients[..., :q]
+        high = coefficients.flip(-1)[..., :q]
+    else:
+        raise ValueError(f"dims must be 1 or 2, got {dims}")
+    return low, high
+
+
+def frm_per_sample(
+    x: Tensor, patch: int = 8, q: int = 2, eps: float = FRM_EPS, channel_norm: bool = True
+) -> Tensor:
+    """Per-sample FRM ``[B]`` (float64): ``sum |low / (high + eps)|`` over channels and patches.
+
+    ``x`` is ``[B, D]`` (1-D variant), ``[B, H, W]`` or ``[B, C, H, W]`` (2-D, the paper's rule),
+    or ``[B, C, ...]`` with more spatial axes, which are flattened into the last map axis.
+    """
+    x = x.detach().to(torch.float64)
+    if x.dim() == 2:
+        p = min(patch, x.shape[1])
+        coefficients = block_dct1d(x, p)
+        low, high = frequency_bands(coefficients, min(q, p // 2) or 1, dims=1)
+        channels = 1
+    else:
+        maps = _as_maps(x) if x.dim() <= 4 else x.flatten(3)
+        p = min(patch, maps.shape[-2], maps.shape[-1])
+        coefficients = block_dct2d(maps, p)
+        low, high = frequency_bands(coefficients, min(q, p // 2) or 1, dims=2)
+        channels = maps.shape[1]
+    denominator = (high + eps).abs().clamp_min(max(eps, torch.finfo(torch.float64).tiny))
+    ratio = (low.abs() / denominator).flatten(1).sum(dim=1)
+    return ratio / channels if channel_norm else ratio
+
+
+def frm(
+    x: Tensor,
+    present: Tensor | None = None,
+    patch: int = 8,
+    q: int = 2,
+    eps: float = FRM_EPS,
+    channel_norm: bool = True,
+) -> Tensor:
+    """Batch FRM (Eq. 4): a float64 scalar, the sum of :func:`frm_per_sample` over the batch.
+
+    With ``present`` (``BoolTensor[B]``), only observed samples count and the sum is rescaled by
+    ``B / n_present`` [ours]; a batch with no observed sample gives 0.
+    """
+    values = frm_per_sample(x, patch=patch, q=q, eps=eps, channel_norm=channel_norm)
+    if present is None:
+        return values.sum()
+    mask = present.to(device=values.device, dtype=values.dtype)
+    # No host synchronisation: an all-absent batch gives 0 / 1 = 0.
+    return (values * mask).sum() * (values.shape[0] / mask.sum().clamp_min(1.0))
