@@ -46,7 +46,9 @@ def test_block_dct2d_equals_scipy_dctn_per_patch() -> None:
     assert coefficients.shape == (2, 3, 2, 3, 8, 8)
     for i in range(2):
         for j in range(3):
-            expected = dctn(x[:, :, i * 8 : (i + 1) * 8, j * 8 : (j + 1) * 8], axes=(2, 3), norm="ortho")
+            expected = dctn(
+                x[:, :, i * 8 : (i + 1) * 8, j * 8 : (j + 1) * 8], axes=(2, 3), norm="ortho"
+            )
             np.testing.assert_allclose(coefficients[:, :, i, j].numpy(), expected, atol=1e-12)
 
 

@@ -1,0 +1,300 @@
+"""Tests of MWAM (methods/mwam.py): Eq. 5 weights, bank, modes, composition, inference graph."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from robustfusion.errors import ConfigError
+from robustfusion.methods.base import Method, MethodSpec, build_method
+from robustfusion.methods.mwam import MWAM, PRESETS, modulation_weight
+from robustfusion.methods.static import StaticFusion
+from robustfusion.modules.frequency import frm
+from robustfusion.types import Batch, FusionOutput
+
+SPEC = MethodSpec(
+    modalities=("image", "audio"),
+    feature_dims={"image": 6, "audio": 5},
+    num_classes=3,
+    hidden_dim=8,
+    input_shapes={"image": (1, 8, 8), "audio": (1, 8, 16)},
+    input_kinds={"image": "image", "audio": "spectrogram"},
+)
+
+
+def _batch(seed: int = 0, n: int = 8) -> Batch:
+    g = torch.Generator().manual_seed(seed)
+    noise = torch.randn(n, 1, 8, 8, generator=g)
+    smooth = F.avg_pool2d(noise, 5, stride=1, padding=2) * 4  # low-frequency: high FRM
+    return Batch(
+        inputs={"image": smooth, "audio": torch.randn(n, 1, 8, 16, generator=g)},
+        present={m: torch.ones(n, dtype=torch.bool) for m in ("image", "audio")},
+        target=torch.arange(n) % 3,
+        index=torch.arange(n),
+    )
+
+
+def _encoders(seed: int = 0) -> nn.ModuleDict:
+    torch.manual_seed(seed)
+    return nn.ModuleDict(
+        {
+            "image": nn.Sequential(nn.Flatten(), nn.Linear(64, 6), nn.ReLU()),
+            "audio": nn.Sequential(nn.Flatten(), nn.Linear(128, 5), nn.ReLU()),
+        }
+    )
+
+
+def _step(method: Method, encoders: nn.ModuleDict, batch: Batch) -> dict[str, Tensor]:
+    method.train()
+    batch = method.prepare_batch(batch, True)
+    features = {m: encoders[m](batch.inputs[m]) for m in batch.modalities}
+    output = method(features, batch.present)
+    terms = method.losses(output, batch)
+    sum(terms.values()).backward()
+    method.after_backward(encoders)
+    return terms
+
+
+def test_paper_defaults_give_the_published_weights() -> None:
+    k = modulation_weight(torch.tensor([0.0, 0.7, 1.0]), **PRESETS["paper"])
+    torch.testing.assert_close(k, torch.tensor([1.485, 1.0, 0.642]), atol=5e-4, rtol=0)
+    assert float(modulation_weight(torch.tensor(1.0), **PRESETS["code"])) == pytest.approx(1.0)
+
+
+def test_presets_and_overrides() -> None:
+    code = MWAM(SPEC, preset="code")
+    assert (code.lam, code.gamma) == (10.0, 1.0)
+    small = MWAM(SPEC, preset="small_batch", lam=5)
+    assert (small.lam, small.gamma, small.alpha) == (5.0, 1.0, 1.5)
+
+
+def test_bank_ratio_and_weight_follow_eqs_2_5_6() -> None:
+    method = MWAM(SPEC, mode="loss")
+    encoders = _encoders()
+    b1, b2 = _batch(1), _batch(2)
+    f1 = torch.stack([frm(b1.inputs[m]) for m in SPEC.modalities])
+    f2 = torch.stack([frm(b2.inputs[m]) for m in SPEC.modalities])
+    _step(method, encoders, b1)
+    torch.testing.assert_close(method.frm_bank, 0.5 * f1)  # first value (1 - omega) F
+    _step(method, encoders, b2)
+    bank = 0.25 * f1 + 0.5 * f2
+    torch.testing.assert_close(method.frm_bank, bank)
+    ratio = f2 / (bank.mean() + 1e-6)
+    torch.testing.assert_close(method.ratio, ratio)
+    torch.testing.assert_close(method.k, modulation_weight(ratio).float())
+    # The smooth image dominates: it is slowed down, the audio sped up.
+    assert method.k[0] < 1.0 < method.k[1]
+    logged = method.logged_values()
+    assert logged["mwam.K.image"] == pytest.approx(float(method.k[0]))
+    assert logged["mwam.T.audio"] == pytest.approx(float(ratio[1]))
+    assert logged["mwam.frm.image"] == pytest.approx(float(f2[0]))
+
+
+def test_gradient_mode_scales_only_the_encoder_it_names() -> None:
+    batch = _batch(3)
+    static, encoders_static = StaticFusion(SPEC), _encoders()
+    mwam = MWAM(SPEC, inner=copy.deepcopy(static), mode="gradient")
+    encoders_mwam = copy.deepcopy(encoders_static)
+    _step(static, encoders_static, batch)
+    terms = _step(mwam, encoders_mwam, batch)
+    assert set(terms) == {"ce"} and mwam.aux_heads is None
+    k = dict(zip(SPEC.modalities, mwam.k.tolist(), strict=True))
+    assert k["image"] != pytest.approx(1.0) and k["audio"] != pytest.approx(k["image"])
+    for m in SPEC.modalities:
+        for p_static, p_mwam in zip(
+            encoders_static[m].parameters(), encoders_mwam[m].parameters(), strict=True
+        ):
+            torch.testing.assert_close(p_mwam.grad, k[m] * p_static.grad)
+    # Fusion and classifier (shared layers) are untouched.
+    for p_static, p_mwam in zip(static.parameters(), mwam.inner.parameters(), strict=True):
+        torch.testing.assert_close(p_mwam.grad, p_static.grad)
+
+
+def test_loss_mode_adds_k_weighted_unimodal_cross_entropy() -> None:
+    method = MWAM(SPEC, mode="loss")
+    encoders = _encoders()
+    batch = _batch(4)
+    batch.present["audio"][:3] = False
+    method.train()
+    features = {m: encoders[m](batch.inputs[m]) for m in batch.modalities}
+    output = method(features, batch.present)
+    terms = method.losses(output, batch)
+    heads = method.aux_heads.heads
+    ce_image = F.cross_entropy(heads["image"](features["image"]), batch.target)
+    ce_audio = F.cross_entropy(heads["audio"](features["audio"])[3:], batch.target[3:])
+    expected = method.k[0] * ce_image + method.k[1] * ce_audio
+    torch.testing.assert_close(terms["mwam_aux"], expected)
+    torch.testing.assert_close(terms["ce"], F.cross_entropy(output.logits, batch.target))
+    # Loss mode leaves gradients alone.
+    sum(terms.values()).backward()
+    before = [p.grad.clone() for p in encoders.parameters()]
+    method.after_backward(encoders)
+    for b, p in zip(before, encoders.parameters(), strict=True):
+        torch.testing.assert_close(p.grad, b)
+
+
+def test_nothing_is_added_to_the_inference_graph() -> None:
+    static = StaticFusion(SPEC)
+    mwam = MWAM(SPEC, inner=copy.deepcopy(static), mode="hybrid")
+    encoders = _encoders()
+    _step(mwam, encoders, _batch(5))  # K and the bank are now non-trivial
+    calls: list[str] = []
+    mwam.aux_heads.register_forward_hook(lambda *_: calls.append("aux"))
+    mwam.eval()
+    static.load_state_dict(mwam.inner.state_dict())
+    static.eval()
+    batch = _batch(6)
+    features = {m: encoders[m](batch.inputs[m]) for m in batch.modalities}
+    out_mwam, out_static = mwam(features, batch.present), static(features, batch.present)
+    assert calls == []
+    assert torch.equal(out_mwam.logits, out_static.logits)
+    assert out_mwam.extras == out_static.extras == {}
+
+    def graph_size(t: Tensor) -> int:
+        seen, stack = set(), [t.grad_fn]
+        while stack:
+            node = stack.pop()
+            if node is None or node in seen:
+                continue
+            seen.add(node)
+            stack.extend(next_fn for next_fn, _ in node.next_functions)
+        return len(seen)
+
+    assert graph_size(out_mwam.logits) == graph_size(out_static.logits)
+    bank = mwam.frm_bank.clone()
+    mwam.losses(out_mwam, batch)  # validation loss: no bank update
+    assert torch.equal(mwam.frm_bank, bank)
+
+
+def test_bank_is_saved_in_the_checkpoint() -> None:
+    method = MWAM(SPEC)
+    _step(method, _encoders(), _batch(7))
+    restored = MWAM(SPEC)
+    restored.load_state_dict(method.state_dict())
+    assert torch.equal(restored.frm_bank, method.frm_bank) and int(restored.steps) == 1
+    assert restored.frm_bank.dtype == torch.float64
+
+
+class _Recorder(Method):
+    """A wrapped method that records which hooks were delegated to it."""
+
+    def __init__(self, spec: MethodSpec) -> None:
+        super().__init__(spec)
+        self.static = StaticFusion(spec)
+        self.calls: list[str] = []
+
+    def forward(
+        self, features: Mapping[str, Tensor], present: Mapping[str, Tensor]
+    ) -> FusionOutput:
+        out = self.static(features, present)
+        out.extras["inner"] = out.logits.detach()
+        return out
+
+    def prepare_batch(self, batch: Batch, training: bool) -> Batch:
+        self.calls.append("prepare")
+        return batch
+
+    def after_backward(self, encoders: nn.ModuleDict) -> None:
+        self.calls.append("after_backward")
+
+    def on_epoch_start(self, epoch: int, max_epochs: int) -> None:
+        self.calls.append(f"epoch{epoch}")
+
+    def lr_scale(self, epoch: int, max_epochs: int) -> float:
+        return 0.1
+
+    def logged_values(self) -> dict[str, float]:
+        return {"inner_value": 3.0}
+
+
+def test_hooks_are_delegated_to_the_inner_method() -> None:
+    inner = _Recorder(SPEC)
+    method = MWAM(SPEC, inner=inner)
+    method.on_epoch_start(2, 10)
+    terms = _step(method, _encoders(), _batch(8))
+    assert inner.calls == ["epoch2", "prepare", "after_backward"]
+    assert method.lr_scale(0, 10) == 0.1
+    assert set(terms) == {"ce", "mwam_aux"}
+    assert method.logged_values()["inner_value"] == 3.0
+
+
+def test_composition_by_name() -> None:
+    assert isinstance(build_method("mwam", SPEC).inner, StaticFusion)
+    composed = build_method(
+        "mwam+unimodal", SPEC, {"mwam": {"mode": "loss"}, "unimodal": {"modality": "audio"}}
+    )
+    assert isinstance(composed, MWAM) and composed.mode == "loss"
+    assert composed.inner.modality == "audio"
+    from robustfusion.registry import METHODS
+
+    if "modality_dropout" in METHODS:
+        assert type(build_method("mwam+modality_dropout", SPEC).inner).__name__ != "StaticFusion"
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"mode": "fast"},
+        {"preset": "icml"},
+        {"source": "logits"},
+        {"omega": 1.0},
+        {"q": 5},
+        {"x": 1},
+    ],
+)
+def test_bad_options_raise_config_errors(options: dict[str, object]) -> None:
+    with pytest.raises(ConfigError):
+        build_method("mwam", SPEC, {"mwam": options})
+
+
+def test_feature_source_uses_the_features() -> None:
+    method = MWAM(SPEC, source="feature", mode="gradient")
+    encoders = _encoders()
+    batch = _batch(9)
+    method.train()
+    features = {m: encoders[m](batch.inputs[m]) for m in batch.modalities}
+    method.losses(method(features, batch.present), batch)
+    expected = torch.stack([frm(features[m]) for m in SPEC.modalities])
+    torch.testing.assert_close(method.frm_last, expected)
+
+
+def test_shared_encoder_parameters_are_not_scaled_twice() -> None:
+    shared = nn.Linear(4, 4)
+    encoders = nn.ModuleDict({"image": shared, "audio": shared})
+    shared(torch.ones(1, 4)).sum().backward()
+    before = shared.weight.grad.clone()
+    method = MWAM(SPEC, mode="gradient")
+    method.k.copy_(torch.tensor([0.5, 1.5]))
+    method.train()
+    method.after_backward(encoders)
+    torch.testing.assert_close(shared.weight.grad, before)
+    assert set(method.grad_scales()) == {"image", "audio"}
+
+
+def test_hybrid_training_learns_on_synthetic_data() -> None:
+    torch.manual_seed(0)
+    encoders, method = _encoders(), MWAM(SPEC)
+    params = list(encoders.parameters()) + list(method.parameters())
+    optimizer = torch.optim.SGD(params, lr=0.1)
+    g = torch.Generator().manual_seed(10)
+    target = torch.randint(0, 3, (64,), generator=g)
+    image = torch.randn(64, 1, 8, 8, generator=g) + target[:, None, None, None].float()
+    audio = torch.randn(64, 1, 8, 16, generator=g) - target[:, None, None, None].float()
+    batch = Batch(
+        inputs={"image": image, "audio": audio},
+        present={m: torch.ones(64, dtype=torch.bool) for m in ("image", "audio")},
+        target=target,
+        index=torch.arange(64),
+    )
+    losses = []
+    for _ in range(30):
+        optimizer.zero_grad()
+        losses.append(float(_step(method, encoders, batch)["ce"].detach()))
+        optimizer.step()
+    assert losses[-1] < 0.5 * losses[0]
+    assert torch.all((method.k > 0.5) & (method.k < 1.5))
