@@ -1,0 +1,1 @@
+"""Metrics, robustness sweeps, benchmark, report and plots."""

@@ -1,0 +1,1 @@
+"""Lightning glue: the run configuration, module, data module, callbacks, ``train`` and ``load_run``."""
