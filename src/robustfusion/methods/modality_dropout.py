@@ -1,0 +1,96 @@
+"""Modality dropout: whole modalities dropped at random during training (METHODS.md §4).
+
+In :meth:`prepare_batch` (training only) each present modality of each sample is marked absent
+with probability ``p`` through the presence mask, and its input zeroed (the batch contract for
+absent inputs). The draw is a hash of ``(seed, epoch, modality, sample index)``, so it is
+reproducible and changes every epoch. A sample never loses all its modalities: if every present
+one is drawn, the one with the largest draw is kept. The model is static fusion; given
+``inner=`` (``build_method("modality_dropout+tmc")``) it wraps that method instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+from torch import Tensor, nn
+
+from robustfusion.errors import ConfigError
+from robustfusion.methods.base import Method, MethodSpec
+from robustfusion.methods.static import StaticFusion
+from robustfusion.modules.sample_random import hashed_uniform
+from robustfusion.registry import METHODS
+from robustfusion.types import Batch, FusionOutput
+
+
+def drop_modalities(
+    batch: Batch, p: float, seed: int, epoch: int, modalities: tuple[str, ...]
+) -> Batch:
+    """Mark each present modality absent with probability ``p``, keeping at least one per sample."""
+    draws = torch.stack(
+        [hashed_uniform(batch.index, seed, epoch, i) for i in range(len(modalities))], dim=1
+    ).to(batch.index.device)
+    present = torch.stack([batch.present[m] for m in modalities], dim=1)
+    keep = present & (draws >= p)
+    lost_all = present.any(dim=1) & ~keep.any(dim=1)
+    if bool(lost_all.any()):
+        best = torch.where(present, draws, torch.full_like(draws, -1.0)).argmax(dim=1)
+        rescue = torch.zeros_like(keep)
+        rescue[torch.arange(keep.shape[0], device=keep.device), best] = True
+        keep = keep | (rescue & lost_all.unsqueeze(1))
+    inputs = dict(batch.inputs)
+    new_present = dict(batch.present)
+    for i, m in enumerate(modalities):
+        column = keep[:, i]
+        shape = (-1,) + (1,) * (inputs[m].dim() - 1)
+        inputs[m] = inputs[m] * column.view(shape).to(inputs[m].dtype)
+        new_present[m] = column
+    return batch.replace(inputs=inputs, present=new_present)
+
+
+@METHODS.register(
+    "modality_dropout",
+    "static fusion trained with whole modalities dropped at random (option p=0.3)",
+)
+class ModalityDropout(Method):
+    """Options: ``p`` (0.3), ``seed`` (0). Composable as the outer method: ``modality_dropout+X``."""
+
+    composable = True
+
+    def __init__(
+        self, spec: MethodSpec, p: float = 0.3, seed: int = 0, inner: Method | None = None
+    ) -> None:
+        super().__init__(spec)
+        if not 0.0 <= p < 1.0:
+            raise ConfigError(f"modality_dropout: p must be in [0, 1), got {p}")
+        self.p = float(p)
+        self.seed = int(seed)
+        self.inner: Method = inner if inner is not None else StaticFusion(spec)
+        self.wants_spatial_features = self.inner.wants_spatial_features
+        self.epoch = 0
+
+    def prepare_batch(self, batch: Batch, training: bool) -> Batch:
+        if training and self.p > 0:
+            batch = drop_modalities(batch, self.p, self.seed, self.epoch, self.modalities)
+        return self.inner.prepare_batch(batch, training)
+
+    def forward(
+        self, features: Mapping[str, Tensor], present: Mapping[str, Tensor]
+    ) -> FusionOutput:
+        return self.inner(features, present)
+
+    def losses(self, output: FusionOutput, batch: Batch) -> dict[str, Tensor]:
+        return self.inner.losses(output, batch)
+
+    def after_backward(self, encoders: nn.ModuleDict) -> None:
+        self.inner.after_backward(encoders)
+
+    def on_epoch_start(self, epoch: int, max_epochs: int) -> None:
+        self.epoch = int(epoch)
+        self.inner.on_epoch_start(epoch, max_epochs)
+
+    def lr_scale(self, epoch: int, max_epochs: int) -> float:
+        return self.inner.lr_scale(epoch, max_epochs)
+
+    def logged_values(self) -> dict[str, float]:
+        return self.inner.logged_values()

@@ -1,0 +1,130 @@
+"""QMF: Quality-aware Multimodal Fusion (Zhang et al., ICML 2023), METHODS.md §4.
+
+Every modality has a unimodal head ``f_m``; its confidence is the negative energy
+``c_m = scale * T logsumexp(f_m / T)`` (the paper's energy score, ``scale = 1/10`` and ``T = 1`` as
+in the authors' code). Fused logits ``sum_m c_m f_m`` over present modalities, with ``c_m``
+detached during training (code). Loss = CE(fused) + sum_m CE(f_m) + ``rank_weight`` * sum_m
+ranking regulariser, which orders confidences by each sample's accumulated unimodal training loss
+(the code's ``History``; see :func:`robustfusion.modules.energy.ranking_loss` for the margin sign:
+the paper's form by default, ``margin_sign=-1`` for the code's).
+
+The history is a buffer ``[M, N]`` indexed by ``batch.index`` (N = training-set size): give
+``num_train_samples`` or it grows as larger indices arrive. ``max_correctness`` counts the epochs
+(the code's ``max_correctness_update``). ``weights`` for reports are the present modalities'
+confidences clamped at 0 and normalised (the fusion itself uses the raw ``c_m``). Under DDP every
+process keeps the history of the samples it sees (not all-reduced: the indices differ).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from robustfusion.errors import ConfigError
+from robustfusion.methods.base import Method, MethodSpec, normalise_weights
+from robustfusion.modules.energy import energy_confidence, ranking_loss
+from robustfusion.modules.heads import UnimodalHeads
+from robustfusion.registry import METHODS
+from robustfusion.types import Batch, FusionOutput
+
+
+@METHODS.register(
+    "qmf", "Quality-aware Multimodal Fusion: energy-score confidence weights, history ranking loss"
+)
+class QMF(Method):
+    """Options: ``rank_weight`` (1), ``temperature`` (1), ``scale`` (0.1), ``margin_sign`` (1 paper,
+    -1 code), ``num_train_samples`` (None: grow the history buffer lazily)."""
+
+    def __init__(
+        self,
+        spec: MethodSpec,
+        rank_weight: float = 1.0,
+        temperature: float = 1.0,
+        scale: float = 0.1,
+        margin_sign: float = 1.0,
+        num_train_samples: int | None = None,
+    ) -> None:
+        super().__init__(spec)
+        if temperature <= 0 or scale <= 0:
+            raise ConfigError("qmf: temperature and scale must be > 0")
+        if margin_sign not in (1, -1, 1.0, -1.0):
+            raise ConfigError(f"qmf: margin_sign must be 1 (paper) or -1 (code), got {margin_sign}")
+        self.rank_weight = float(rank_weight)
+        self.temperature = float(temperature)
+        self.scale = float(scale)
+        self.margin_sign = float(margin_sign)
+        self.heads = UnimodalHeads(spec.feature_dims, spec.num_classes)
+        size = int(num_train_samples or 0)
+        self.register_buffer("history", torch.zeros(len(self.modalities), size))
+        self.register_buffer("max_correctness", torch.tensor(1.0))
+
+    def on_epoch_start(self, epoch: int, max_epochs: int) -> None:
+        """The code's ``max_correctness_update``: one more epoch of history (at least 1)."""
+        self.max_correctness.fill_(float(max(1, epoch)))
+
+    def forward(
+        self, features: Mapping[str, Tensor], present: Mapping[str, Tensor]
+    ) -> FusionOutput:
+        unimodal = self.heads(features)
+        confidence = torch.stack(
+            [energy_confidence(unimodal[m], self.temperature, self.scale) for m in self.modalities],
+            dim=1,
+        )
+        mask = torch.stack([present[m] for m in self.modalities], dim=1).to(confidence.dtype)
+        fusion_weight = (confidence.detach() if self.training else confidence) * mask
+        logits = sum(
+            unimodal[m] * fusion_weight[:, i : i + 1] for i, m in enumerate(self.modalities)
+        )
+        return FusionOutput(
+            logits=logits,
+            weights=normalise_weights(confidence.detach().clamp_min(0.0), present, self.modalities),
+            modalities=self.modalities,
+            unimodal_logits=unimodal,
+            extras={"confidence": confidence},
+        )
+
+    def losses(self, output: FusionOutput, batch: Batch) -> dict[str, Tensor]:
+        target = batch.target
+        terms = {"ce": F.cross_entropy(output.logits, target)}
+        unimodal_ce = output.logits.new_zeros(())
+        rank = output.logits.new_zeros(())
+        for i, m in enumerate(self.modalities):
+            seen = batch.present[m]
+            per_sample = F.cross_entropy(output.unimodal_logits[m], target, reduction="none")
+            unimodal_ce = unimodal_ce + (per_sample * seen).sum() / seen.sum().clamp_min(1)
+            if not self.training:
+                continue  # the history indexes training samples: no ranking term elsewhere
+            self._update_history(i, batch.index, per_sample.detach(), seen)
+            if self.rank_weight > 0:
+                history = self.history[i, batch.index]
+                span = self.max_correctness - self.history[i].min()
+                rank = rank + ranking_loss(
+                    output.extras["confidence"][:, i], history, span, seen, self.margin_sign
+                )
+        terms["unimodal_ce"] = unimodal_ce
+        if self.training and self.rank_weight > 0:
+            terms["rank"] = self.rank_weight * rank
+        return terms
+
+    @torch.no_grad()
+    def _update_history(self, i: int, index: Tensor, loss: Tensor, seen: Tensor) -> None:
+        """Accumulate each sample's unimodal loss (the code's ``correctness_update``)."""
+        needed = int(index.max()) + 1 if index.numel() else 0
+        if needed > self.history.shape[1]:
+            grown = self.history.new_zeros(self.history.shape[0], needed)
+            grown[:, : self.history.shape[1]] = self.history
+            self.history = grown
+        self.history[i].index_add_(0, index, (loss * seen).to(self.history.dtype))
+
+    def _load_from_state_dict(
+        self, state_dict: Mapping[str, Any], prefix: str, *args: Any, **kwargs: Any
+    ) -> None:
+        """Resize the lazily grown history to the checkpoint's before loading it."""
+        saved = state_dict.get(prefix + "history")
+        if isinstance(saved, Tensor) and saved.shape != self.history.shape:
+            self.history = self.history.new_zeros(saved.shape)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)

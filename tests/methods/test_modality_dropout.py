@@ -1,0 +1,67 @@
+"""Modality dropout: seeded per sample and epoch, never drops everything, composes."""
+
+from __future__ import annotations
+
+import torch
+
+from robustfusion.methods.base import MethodSpec, build_method
+from robustfusion.types import Batch
+
+SPEC = MethodSpec(modalities=("a", "b", "c"), feature_dims={"a": 2, "b": 2, "c": 2}, num_classes=2)
+
+
+def _batch(n: int) -> Batch:
+    return Batch(
+        inputs={m: torch.ones(n, 2) for m in SPEC.modalities},
+        present={m: torch.ones(n, dtype=torch.bool) for m in SPEC.modalities},
+        target=torch.zeros(n, dtype=torch.long),
+        index=torch.arange(n),
+    )
+
+
+def test_drop_rate_determinism_and_no_sample_left_empty() -> None:
+    method = build_method("modality_dropout", SPEC, {"modality_dropout": {"p": 0.5}})
+    method.on_epoch_start(0, 10)
+    out = method.prepare_batch(_batch(4000), training=True)
+    present = out.present_matrix()
+    assert bool(present.any(1).all())
+    # P(dropped) = p, minus the rescued all-dropped samples (p^3 of them, one modality each).
+    expected = 0.5 - 0.5**3 / 3
+    assert abs(float((~present).float().mean()) - expected) < 0.02
+    for i, m in enumerate(SPEC.modalities):
+        assert bool((out.inputs[m][~present[:, i]] == 0).all())
+        assert bool((out.inputs[m][present[:, i]] == 1).all())
+    again = method.prepare_batch(_batch(4000), training=True)
+    assert torch.equal(again.present_matrix(), present)
+    # A sample's draw depends on its index, not on its position in the batch.
+    shuffled = _batch(4000)
+    perm = torch.randperm(4000, generator=torch.Generator().manual_seed(0))
+    shuffled = shuffled.replace(index=shuffled.index[perm])
+    assert torch.equal(
+        method.prepare_batch(shuffled, training=True).present_matrix(), present[perm]
+    )
+    method.on_epoch_start(1, 10)
+    assert not torch.equal(
+        method.prepare_batch(_batch(4000), training=True).present_matrix(), present
+    )
+
+
+def test_evaluation_is_untouched_and_absent_stays_absent() -> None:
+    method = build_method("modality_dropout", SPEC)
+    batch = _batch(50)
+    assert method.prepare_batch(batch, training=False) is batch
+    batch.present["a"][:] = False
+    out = method.prepare_batch(batch, training=True)
+    assert not bool(out.present["a"].any())
+    assert bool(out.present_matrix().any(1).all())
+
+
+def test_composes_with_another_method() -> None:
+    torch.manual_seed(0)
+    method = build_method("modality_dropout+tmc", SPEC)
+    features = {m: torch.randn(3, 2) for m in SPEC.modalities}
+    present = {m: torch.ones(3, dtype=torch.bool) for m in SPEC.modalities}
+    out = method(features, present)
+    assert "alpha" in out.extras
+    method.on_epoch_start(9, 10)
+    assert float(method.inner.kl_weight) > 0.19

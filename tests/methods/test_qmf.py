@@ -1,0 +1,101 @@
+"""QMF: energy confidence, the ranking regulariser and the per-sample history."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from robustfusion.methods.base import MethodSpec, build_method
+from robustfusion.modules.energy import energy_confidence, energy_score, ranking_loss
+from robustfusion.types import Batch
+
+
+def test_energy_score_and_confidence() -> None:
+    logits = torch.tensor([[0.0, 0.0], [2.0, -1.0]])
+    torch.testing.assert_close(energy_score(logits), -torch.logsumexp(logits, 1))
+    torch.testing.assert_close(energy_score(logits[:1], 2.0), torch.tensor([-2.0 * 0.6931472]))
+    torch.testing.assert_close(energy_confidence(logits), torch.logsumexp(logits, 1) / 10)
+
+
+def test_ranking_loss_hand_example() -> None:
+    # Pairs (0,1) and (1,0): t = +1 / -1, margin |2 - 1| / 1 = 1.
+    confidence, history, span = (
+        torch.tensor([0.5, 0.2]),
+        torch.tensor([2.0, 1.0]),
+        torch.tensor(1.0),
+    )
+    # Paper form: relu(t (c_i - c_j) + margin) = relu(0.3 + 1) for both pairs.
+    assert float(ranking_loss(confidence, history, span)) == pytest.approx(1.3)
+    # Code form: the margin becomes a slack, relu(0.3 - 1) = 0.
+    assert float(ranking_loss(confidence, history, span, margin_sign=-1.0)) == 0.0
+    # Correct order with a large enough gap costs nothing; equal histories cost nothing.
+    assert float(ranking_loss(torch.tensor([0.0, 2.0]), history, span)) == 0.0
+    assert float(ranking_loss(confidence, torch.tensor([1.0, 1.0]), span)) == 0.0
+    valid = torch.tensor([True, False])
+    assert float(ranking_loss(confidence, history, span, valid)) == 0.0
+
+
+def _batch(index: torch.Tensor, target: torch.Tensor) -> Batch:
+    return Batch(
+        inputs={},
+        present={
+            "a": torch.ones(len(index), dtype=torch.bool),
+            "b": torch.ones(len(index), dtype=torch.bool),
+        },
+        target=target,
+        index=index,
+    )
+
+
+def test_fused_logits_history_and_checkpoint() -> None:
+    torch.manual_seed(0)
+    spec = MethodSpec(modalities=("a", "b"), feature_dims={"a": 3, "b": 2}, num_classes=4)
+    method = build_method("qmf", spec)
+    features = {"a": torch.randn(6, 3), "b": torch.randn(6, 2)}
+    present = {"a": torch.ones(6, dtype=torch.bool), "b": torch.tensor([True] * 3 + [False] * 3)}
+    method.eval()
+    out = method(features, present)
+    conf = out.extras["confidence"]
+    expected = (
+        out.unimodal_logits["a"] * conf[:, :1]
+        + out.unimodal_logits["b"] * conf[:, 1:] * present["b"][:, None]
+    )
+    torch.testing.assert_close(out.logits, expected)
+    assert bool((out.weights[3:, 1] == 0).all())
+    # Evaluation does not touch the history.
+    method.losses(out, _batch(torch.arange(6), torch.zeros(6, dtype=torch.long)))
+    assert method.history.shape == (2, 0)
+    method.train()
+    target = torch.randint(0, 4, (6,))
+    index = torch.tensor([7, 2, 9, 0, 1, 3])
+    out = method(features, {"a": present["a"], "b": torch.ones(6, dtype=torch.bool)})
+    terms = method.losses(out, _batch(index, target))
+    assert set(terms) == {"ce", "unimodal_ce", "rank"}
+    assert method.history.shape == (2, 10)
+    ce_a = torch.nn.functional.cross_entropy(out.unimodal_logits["a"], target, reduction="none")
+    torch.testing.assert_close(method.history[0, index], ce_a.detach())
+    assert float(method.history[0, 4]) == 0.0
+    method.losses(out, _batch(index, target))
+    torch.testing.assert_close(method.history[0, index], 2 * ce_a.detach())
+    fresh = build_method("qmf", spec)
+    fresh.load_state_dict(method.state_dict())
+    torch.testing.assert_close(fresh.history, method.history)
+
+
+def test_rank_term_orders_confidences_by_history() -> None:
+    torch.manual_seed(0)
+    spec = MethodSpec(modalities=("a",), feature_dims={"a": 3}, num_classes=3)
+    method = build_method("qmf", spec, {"qmf": {"num_train_samples": 2}})
+    method.history.copy_(torch.tensor([[5.0, 0.0]]))  # sample 0 has been hard, sample 1 easy
+    method.max_correctness.fill_(5.0)
+    features = {"a": torch.randn(2, 3)}
+    present = {"a": torch.ones(2, dtype=torch.bool)}
+    optimiser = torch.optim.SGD(method.heads.parameters(), lr=0.5)
+    for _ in range(50):
+        optimiser.zero_grad()
+        out = method(features, present)
+        loss = ranking_loss(out.extras["confidence"][:, 0], method.history[0], torch.tensor(5.0))
+        loss.backward()
+        optimiser.step()
+    conf = method(features, present).extras["confidence"][:, 0]
+    assert float(conf[0]) < float(conf[1])
