@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from robustfusion.errors import DataError
 from robustfusion.methods.base import MethodSpec, build_method
 from robustfusion.modules.energy import energy_confidence, energy_score, ranking_loss
 from robustfusion.types import Batch
@@ -64,14 +65,14 @@ def test_fused_logits_history_and_checkpoint() -> None:
     assert bool((out.weights[3:, 1] == 0).all())
     # Evaluation does not touch the history.
     method.losses(out, _batch(torch.arange(6), torch.zeros(6, dtype=torch.long)))
-    assert method.history.shape == (2, 0)
+    assert float(method.history.abs().sum()) == 0.0
     method.train()
     target = torch.randint(0, 4, (6,))
     index = torch.tensor([7, 2, 9, 0, 1, 3])
     out = method(features, {"a": present["a"], "b": torch.ones(6, dtype=torch.bool)})
     terms = method.losses(out, _batch(index, target))
     assert set(terms) == {"ce", "unimodal_ce", "rank"}
-    assert method.history.shape == (2, 10)
+    assert method.history.shape == (2, 65536)
     ce_a = torch.nn.functional.cross_entropy(out.unimodal_logits["a"], target, reduction="none")
     torch.testing.assert_close(method.history[0, index], ce_a.detach())
     assert float(method.history[0, 4]) == 0.0
@@ -80,6 +81,9 @@ def test_fused_logits_history_and_checkpoint() -> None:
     fresh = build_method("qmf", spec)
     fresh.load_state_dict(method.state_dict())
     torch.testing.assert_close(fresh.history, method.history)
+    small = build_method("qmf", spec, {"qmf": {"num_train_samples": 5}}).train()
+    with pytest.raises(DataError, match="num_train_samples"):
+        small.losses(out, _batch(index, target))
 
 
 def test_rank_term_orders_confidences_by_history() -> None:
@@ -87,6 +91,7 @@ def test_rank_term_orders_confidences_by_history() -> None:
     spec = MethodSpec(modalities=("a",), feature_dims={"a": 3}, num_classes=3)
     method = build_method("qmf", spec, {"qmf": {"num_train_samples": 2}})
     method.history.copy_(torch.tensor([[5.0, 0.0]]))  # sample 0 has been hard, sample 1 easy
+    method.seen.fill_(True)
     method.max_correctness.fill_(5.0)
     features = {"a": torch.randn(2, 3)}
     present = {"a": torch.ones(2, dtype=torch.bool)}
@@ -97,5 +102,5 @@ def test_rank_term_orders_confidences_by_history() -> None:
         loss = ranking_loss(out.extras["confidence"][:, 0], method.history[0], torch.tensor(5.0))
         loss.backward()
         optimiser.step()
-    conf = method(features, present).extras["confidence"][:, 0]
+    conf = method(features, present).extras["confidence"][:, 0].detach()
     assert float(conf[0]) < float(conf[1])

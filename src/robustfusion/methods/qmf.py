@@ -8,8 +8,8 @@ ranking regulariser, which orders confidences by each sample's accumulated unimo
 (the code's ``History``; see :func:`robustfusion.modules.energy.ranking_loss` for the margin sign:
 the paper's form by default, ``margin_sign=-1`` for the code's).
 
-The history is a buffer ``[M, N]`` indexed by ``batch.index`` (N = training-set size): give
-``num_train_samples`` or it grows as larger indices arrive. ``max_correctness`` counts the epochs
+The history is a buffer ``[M, N]`` indexed by ``batch.index`` (``N = num_train_samples``, default
+65536 slots, enough for every dataset here; unused slots are ignored by the normalisation). ``max_correctness`` counts the epochs
 (the code's ``max_correctness_update``). ``weights`` for reports are the present modalities'
 confidences clamped at 0 and normalised (the fusion itself uses the raw ``c_m``). Under DDP every
 process keeps the history of the samples it sees (not all-reduced: the indices differ).
@@ -18,18 +18,21 @@ process keeps the history of the samples it sees (not all-reduced: the indices d
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from robustfusion.errors import ConfigError
+from robustfusion.errors import ConfigError, DataError
 from robustfusion.methods.base import Method, MethodSpec, normalise_weights
 from robustfusion.modules.energy import energy_confidence, ranking_loss
 from robustfusion.modules.heads import UnimodalHeads
 from robustfusion.registry import METHODS
 from robustfusion.types import Batch, FusionOutput
+
+#: History slots when ``num_train_samples`` is not given: a fixed size, so that checkpoints reload
+#: into a freshly built model; larger training sets must give ``num_train_samples``.
+DEFAULT_HISTORY_SIZE = 65536
 
 
 @METHODS.register(
@@ -37,7 +40,7 @@ from robustfusion.types import Batch, FusionOutput
 )
 class QMF(Method):
     """Options: ``rank_weight`` (1), ``temperature`` (1), ``scale`` (0.1), ``margin_sign`` (1 paper,
-    -1 code), ``num_train_samples`` (None: grow the history buffer lazily)."""
+    -1 code), ``num_train_samples`` (None: 65536 history slots)."""
 
     def __init__(
         self,
@@ -58,8 +61,11 @@ class QMF(Method):
         self.scale = float(scale)
         self.margin_sign = float(margin_sign)
         self.heads = UnimodalHeads(spec.feature_dims, spec.num_classes)
-        size = int(num_train_samples or 0)
+        size = int(num_train_samples or DEFAULT_HISTORY_SIZE)
+        if size < 1:
+            raise ConfigError(f"qmf: num_train_samples must be >= 1, got {num_train_samples}")
         self.register_buffer("history", torch.zeros(len(self.modalities), size))
+        self.register_buffer("seen", torch.zeros(size, dtype=torch.bool))
         self.register_buffer("max_correctness", torch.tensor(1.0))
 
     def on_epoch_start(self, epoch: int, max_epochs: int) -> None:
@@ -101,7 +107,9 @@ class QMF(Method):
             self._update_history(i, batch.index, per_sample.detach(), seen)
             if self.rank_weight > 0:
                 history = self.history[i, batch.index]
-                span = self.max_correctness - self.history[i].min()
+                seen_history = self.history[i][self.seen]
+                low = seen_history.min() if seen_history.numel() else seen_history.new_zeros(())
+                span = self.max_correctness - low
                 rank = rank + ranking_loss(
                     output.extras["confidence"][:, i], history, span, seen, self.margin_sign
                 )
@@ -113,18 +121,11 @@ class QMF(Method):
     @torch.no_grad()
     def _update_history(self, i: int, index: Tensor, loss: Tensor, seen: Tensor) -> None:
         """Accumulate each sample's unimodal loss (the code's ``correctness_update``)."""
-        needed = int(index.max()) + 1 if index.numel() else 0
-        if needed > self.history.shape[1]:
-            grown = self.history.new_zeros(self.history.shape[0], needed)
-            grown[:, : self.history.shape[1]] = self.history
-            self.history = grown
+        if index.numel() and int(index.max()) >= self.history.shape[1]:
+            raise DataError(
+                f"qmf: sample index {int(index.max())} exceeds the history size "
+                f"{self.history.shape[1]}: set --method-option qmf.num_train_samples=N (the "
+                "training-set size)"
+            )
         self.history[i].index_add_(0, index, (loss * seen).to(self.history.dtype))
-
-    def _load_from_state_dict(
-        self, state_dict: Mapping[str, Any], prefix: str, *args: Any, **kwargs: Any
-    ) -> None:
-        """Resize the lazily grown history to the checkpoint's before loading it."""
-        saved = state_dict.get(prefix + "history")
-        if isinstance(saved, Tensor) and saved.shape != self.history.shape:
-            self.history = self.history.new_zeros(saved.shape)
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        self.seen[index] |= seen
