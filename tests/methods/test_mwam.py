@@ -74,7 +74,7 @@ def test_presets_and_overrides() -> None:
 
 
 def test_bank_ratio_and_weight_follow_eqs_2_5_6() -> None:
-    method = MWAM(SPEC, mode="loss")
+    method = MWAM(SPEC, mode="loss", reduction="sum")  # Eq. 4 literally
     encoders = _encoders()
     b1, b2 = _batch(1), _batch(2)
     f1 = torch.stack([frm(b1.inputs[m]) for m in SPEC.modalities])
@@ -93,6 +93,29 @@ def test_bank_ratio_and_weight_follow_eqs_2_5_6() -> None:
     assert logged["mwam.K.image"] == pytest.approx(float(method.k[0]))
     assert logged["mwam.T.audio"] == pytest.approx(float(ratio[1]))
     assert logged["mwam.frm.image"] == pytest.approx(float(f2[0]))
+
+
+def test_mean_reduction_leaves_t_unchanged_for_equal_size_modalities() -> None:
+    spec = MethodSpec(modalities=("a", "b"), feature_dims={"a": 4, "b": 4}, num_classes=3)
+    g = torch.Generator().manual_seed(11)
+    ratios = {}
+    for reduction in ("sum", "mean"):
+        method = MWAM(spec, mode="gradient", reduction=reduction).train()
+        for step in range(3):
+            noise = torch.randn(8, 1, 16, 16, generator=torch.Generator().manual_seed(step))
+            batch = Batch(
+                inputs={
+                    "a": F.avg_pool2d(noise, 3, 1, 1),
+                    "b": torch.randn(8, 1, 16, 16, generator=g),
+                },
+                present={m: torch.ones(8, dtype=torch.bool) for m in ("a", "b")},
+                target=torch.zeros(8, dtype=torch.long),
+                index=torch.arange(8),
+            )
+            method.update_weights(batch)
+        ratios[reduction] = method.ratio.clone()
+        g = torch.Generator().manual_seed(11)
+    torch.testing.assert_close(ratios["mean"], ratios["sum"], rtol=1e-6, atol=0)
 
 
 def test_gradient_mode_scales_only_the_encoder_it_names() -> None:
@@ -259,7 +282,7 @@ def test_feature_source_uses_the_features() -> None:
     method.train()
     features = {m: encoders[m](batch.inputs[m]) for m in batch.modalities}
     method.losses(method(features, batch.present), batch)
-    expected = torch.stack([frm(features[m]) for m in SPEC.modalities])
+    expected = torch.stack([frm(features[m], reduction="mean") for m in SPEC.modalities])
     torch.testing.assert_close(method.frm_last, expected)
 
 

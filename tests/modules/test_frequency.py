@@ -132,3 +132,15 @@ def test_channel_norm_makes_channel_counts_comparable() -> None:
     rgb = x.expand(2, 3, 8, 8)
     torch.testing.assert_close(frm(rgb), frm(x))
     torch.testing.assert_close(frm(rgb, channel_norm=False), 3 * frm(x))
+
+
+def test_mean_reduction_is_the_sum_over_a_constant_and_ignores_absent_samples() -> None:
+    x = torch.randn(4, 3, 16, 24, generator=torch.Generator().manual_seed(7))
+    # 4 samples x 3 channels x 6 patches x 4 coefficient pairs.
+    torch.testing.assert_close(
+        frm(x, reduction="mean"), frm(x, channel_norm=False) / (4 * 3 * 6 * 4)
+    )
+    present = torch.tensor([True, True, False, False])
+    torch.testing.assert_close(frm(x, present, reduction="mean"), frm(x[:2], reduction="mean"))
+    with pytest.raises(ValueError, match="reduction"):
+        frm(x, reduction="max")

@@ -74,7 +74,11 @@ class MWAM(Method):
         omega: smoothing factor of the bank (Eq. 2).
         patch, q: DCT block size and band size.
         source: ``input`` (released code) or ``feature`` (the abstract's wording).
-        channel_norm: divide FRM by the channel count [ours].
+        channel_norm: divide FRM by the channel count [ours] (``reduction="sum"`` only).
+        reduction: ``mean`` (default [ours]) averages the ratio over observed samples, channels,
+            patches and coefficients, which leaves T unchanged for equal-size modalities and
+            keeps modalities of different sizes comparable; ``sum`` is Eq. 4 literally (a
+            modality with more patches then gets a larger FRM for its size alone).
         eps: the epsilon of Eqs. 4 and 6.
     """
 
@@ -95,6 +99,7 @@ class MWAM(Method):
         q: int = 2,
         source: str = "input",
         channel_norm: bool = True,
+        reduction: str = "mean",
         eps: float = FRM_EPS,
     ) -> None:
         super().__init__(spec)
@@ -108,6 +113,8 @@ class MWAM(Method):
             raise ConfigError(
                 f"mwam: unknown source {source!r}; choose one of {', '.join(SOURCES)}"
             )
+        if reduction not in ("mean", "sum"):
+            raise ConfigError(f"mwam: unknown reduction {reduction!r}; choose mean or sum")
         if not 0.0 <= omega < 1.0:
             raise ConfigError(f"mwam: omega must be in [0, 1), got {omega}")
         if patch < 1 or q < 1 or 2 * q > patch:
@@ -131,6 +138,7 @@ class MWAM(Method):
         self.lam, self.gamma = values["lam"], values["gamma"]
         self.omega, self.patch, self.q = float(omega), int(patch), int(q)
         self.source, self.channel_norm, self.eps = source, bool(channel_norm), float(eps)
+        self.reduction = reduction
         self.aux_heads = (
             UnimodalHeads(spec.feature_dims, spec.num_classes) if mode != "gradient" else None
         )
@@ -173,11 +181,16 @@ class MWAM(Method):
                 x = output.extras[_FEATURE_KEY + m]
             else:
                 x = batch.inputs[m]
-            values.append(
-                frm(x, batch.present.get(m), self.patch, self.q, self.eps, self.channel_norm).to(
-                    self.frm_bank.device
-                )
+            value = frm(
+                x,
+                batch.present.get(m),
+                self.patch,
+                self.q,
+                self.eps,
+                self.channel_norm,
+                self.reduction,
             )
+            values.append(value.to(self.frm_bank.device))
         current = all_reduce_mean(torch.stack(values))
         self.frm_last.copy_(current)
         self.frm_bank.mul_(self.omega).add_((1.0 - self.omega) * current)

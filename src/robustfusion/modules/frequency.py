@@ -24,7 +24,11 @@ Deviations [ours], all documented in docs/mwam.md:
   divide by zero (identical to the paper everywhere else);
 * ``channel_norm`` divides by the channel count so that 1-channel depth and 3-channel RGB are
   comparable; ``present`` restricts the sum to observed samples and rescales it to the full batch
-  size, so that modality dropout does not by itself lower a modality's FRM.
+  size, so that modality dropout does not by itself lower a modality's FRM;
+* ``reduction="mean"`` averages instead of summing over samples, channels, patches and band
+  coefficients: for equal-size modalities and a fixed batch size this divides every modality's FRM
+  by the same constant (MWAM's ratio T is unchanged), and it keeps a 8x8 image and a 64x64
+  spectrogram comparable (a sum over patches would favour the larger map by its patch count).
 """
 
 from __future__ import annotations
@@ -119,12 +123,19 @@ def frequency_bands(coefficients: Tensor, q: int = 2, dims: int = 2) -> tuple[Te
 
 
 def frm_per_sample(
-    x: Tensor, patch: int = 8, q: int = 2, eps: float = FRM_EPS, channel_norm: bool = True
+    x: Tensor,
+    patch: int = 8,
+    q: int = 2,
+    eps: float = FRM_EPS,
+    channel_norm: bool = True,
+    mean: bool = False,
 ) -> Tensor:
     """Per-sample FRM ``[B]`` (float64): ``sum |low / (high + eps)|`` over channels and patches.
 
     ``x`` is ``[B, D]`` (1-D variant), ``[B, H, W]`` or ``[B, C, H, W]`` (2-D, the paper's rule),
     or ``[B, C, ...]`` with more spatial axes, which are flattened into the last map axis.
+    ``channel_norm`` divides the sum by the channel count; ``mean`` averages over channels, patches
+    and band coefficients instead of summing (so that maps of different sizes are comparable).
     """
     x = x.detach().to(torch.float64)
     if x.dim() == 2:
@@ -139,8 +150,10 @@ def frm_per_sample(
         low, high = frequency_bands(coefficients, min(q, p // 2) or 1, dims=2)
         channels = maps.shape[1]
     denominator = (high + eps).abs().clamp_min(max(eps, torch.finfo(torch.float64).tiny))
-    ratio = (low.abs() / denominator).flatten(1).sum(dim=1)
-    return ratio / channels if channel_norm else ratio
+    ratio = (low.abs() / denominator).flatten(1)
+    if mean:
+        return ratio.mean(dim=1)
+    return ratio.sum(dim=1) / channels if channel_norm else ratio.sum(dim=1)
 
 
 def frm(
@@ -150,15 +163,29 @@ def frm(
     q: int = 2,
     eps: float = FRM_EPS,
     channel_norm: bool = True,
+    reduction: str = "sum",
 ) -> Tensor:
-    """Batch FRM (Eq. 4): a float64 scalar, the sum of :func:`frm_per_sample` over the batch.
+    """Batch FRM (Eq. 4) as a float64 scalar.
 
-    With ``present`` (``BoolTensor[B]``), only observed samples count and the sum is rescaled by
-    ``B / n_present`` [ours]; a batch with no observed sample gives 0.
+    ``reduction="sum"``: the paper's sum of :func:`frm_per_sample` over the batch; with ``present``
+    (``BoolTensor[B]``) only observed samples count and the sum is rescaled by ``B / n_present``
+    [ours]. ``reduction="mean"`` [ours]: the mean ratio per coefficient pair over observed samples,
+    channels and patches; for modalities of equal size and a fixed batch size it is the paper's sum
+    divided by one common constant, so MWAM's ratio T (Eq. 6) is unchanged, but it stays comparable
+    across modalities of different sizes and across a smaller last batch. A batch with no observed
+    sample gives 0.
     """
-    values = frm_per_sample(x, patch=patch, q=q, eps=eps, channel_norm=channel_norm)
-    if present is None:
-        return values.sum()
-    mask = present.to(device=values.device, dtype=values.dtype)
+    if reduction not in ("sum", "mean"):
+        raise ValueError(f"reduction must be 'sum' or 'mean', got {reduction!r}")
+    values = frm_per_sample(
+        x, patch=patch, q=q, eps=eps, channel_norm=channel_norm, mean=reduction == "mean"
+    )
+    mask = (
+        torch.ones_like(values)
+        if present is None
+        else present.to(device=values.device, dtype=values.dtype)
+    )
     # No host synchronisation: an all-absent batch gives 0 / 1 = 0.
-    return (values * mask).sum() * (values.shape[0] / mask.sum().clamp_min(1.0))
+    observed = mask.sum().clamp_min(1.0)
+    scale = 1.0 / observed if reduction == "mean" else values.shape[0] / observed
+    return (values * mask).sum() * scale

@@ -1,0 +1,38 @@
+"""``robustfusion frm DIR``: plot MWAM's FRM and K per modality and name the dominant modality."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from robustfusion.evaluation.frm_analysis import (
+    dominant_modality,
+    epoch_means,
+    plot_frm,
+    read_frm_log,
+)
+
+NAME = "frm"
+HELP = "plot FRM and K per modality of an MWAM run and print which modality dominates"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "run_dir", type=Path, metavar="DIR", help="a run trained with mwam or mwam+X"
+    )
+    parser.add_argument("--out", type=Path, default=None, help="figure file (default DIR/frm.png)")
+
+
+def run(args: argparse.Namespace) -> int:
+    log = read_frm_log(args.run_dir)
+    out = plot_frm(log, args.out or Path(args.run_dir) / "frm.png", title=str(args.run_dir))
+    names = log.modalities
+    print("epoch  " + "  ".join(f"{q}.{m}" for q in ("frm", "T", "K") for m in names))
+    for epoch, means in epoch_means(log).items():
+        cells = [f"{means[q][m]:.4g}" for q in ("frm", "T", "K") for m in names]
+        print(f"{epoch:5d}  " + "  ".join(cells))
+    dominant, ratios = dominant_modality(log)
+    listing = ", ".join(f"{m} {t:.3f}" for m, t in ratios.items())
+    print(f"dominant modality: {dominant} (mean T over the last epoch: {listing})")
+    print(f"figure: {out}")
+    return 0
