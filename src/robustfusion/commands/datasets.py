@@ -1,0 +1,22 @@
+"""``robustfusion datasets``: the registered datasets, one per line."""
+
+from __future__ import annotations
+
+import argparse
+
+from robustfusion.registry import DATASETS
+
+NAME = "datasets"
+HELP = "list the datasets, one per line with a short description"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """No options."""
+
+
+def run(args: argparse.Namespace) -> int:
+    entries = list(DATASETS)
+    width = max((len(e.name) for e in entries), default=0)
+    for entry in entries:
+        print(f"{entry.name:<{width}}  {entry.description}")
+    return 0

@@ -1,0 +1,35 @@
+"""``robustfusion prepare NAME``: build a dataset's files (dispatches to the PREPARERS registry)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from robustfusion.commands._options import flat_options
+from robustfusion.errors import ConfigError
+from robustfusion.registry import PREPARERS
+
+NAME = "prepare"
+HELP = "prepare a dataset's files (e.g. synthesise AV-digits); prints the prepared folder"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("name", help="what to prepare: " + ", ".join(PREPARERS.names()))
+    parser.add_argument("--raw", help="folder of the raw download, where the step needs one")
+    parser.add_argument("--out", help="where to write (default: the dataset's cache folder)")
+    parser.add_argument(
+        "--option", action="append", metavar="KEY=VALUE", help="step option (repeatable)"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    step = PREPARERS.get(args.name)
+    options = flat_options(args.option, "--option") or {}
+    raw = Path(args.raw).expanduser() if args.raw else None
+    out = Path(args.out).expanduser() if args.out else None
+    try:
+        prepared = step(raw, out, **options)
+    except TypeError as error:
+        raise ConfigError(f"bad options for prepare {args.name!r}: {error}") from error
+    print(prepared)
+    return 0
