@@ -1,0 +1,233 @@
+"""DMS method: weights, clean-vs-noise scheduling, losses, missing modalities, MC masks."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import Tensor, nn
+
+from robustfusion.errors import ConfigError, DataError
+from robustfusion.methods import MethodSpec, build_method
+from robustfusion.methods.dms import DMS
+from robustfusion.types import Batch
+
+MODALITIES = ("a", "b")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread() -> object:
+    """Tiny matrices: one thread is several times faster than two on a shared machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _spec(dims: int = 8, classes: int = 4) -> MethodSpec:
+    return MethodSpec(
+        modalities=MODALITIES,
+        feature_dims={m: dims for m in MODALITIES},
+        num_classes=classes,
+        hidden_dim=32,
+    )
+
+
+def _data(n: int, seed: int, dims: int = 8, classes: int = 4) -> tuple[dict[str, Tensor], Tensor]:
+    """Two views of the same class: a class prototype per view plus small noise."""
+    g = torch.Generator().manual_seed(seed)
+    prototypes = torch.randn(2, classes, dims, generator=torch.Generator().manual_seed(123)) * 2
+    y = torch.randint(classes, (n,), generator=g)
+    x = {
+        m: prototypes[i, y] + 0.5 * torch.randn(n, dims, generator=g)
+        for i, m in enumerate(MODALITIES)
+    }
+    return x, y
+
+
+def _present(n: int) -> dict[str, Tensor]:
+    return {m: torch.ones(n, dtype=torch.bool) for m in MODALITIES}
+
+
+def _train(method: DMS, steps: int = 150, seed: int = 0) -> DMS:
+    torch.manual_seed(seed)
+    x, y = _data(256, seed)
+    optimiser = torch.optim.Adam(method.parameters(), lr=1e-2)
+    method.train()
+    for step in range(steps):
+        idx = torch.arange(step * 32, step * 32 + 32) % 256
+        batch = Batch({m: x[m][idx] for m in MODALITIES}, _present(32), y[idx], idx)
+        output = method(batch.inputs, batch.present)
+        loss = sum(method.losses(output, batch).values())
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+    return method.eval()
+
+
+@pytest.fixture(scope="module")
+def trained_rule() -> DMS:
+    return _train(DMS(_spec(), scheduler="rule"))
+
+
+def test_weights_sum_to_one_and_outputs_have_the_contract_shapes() -> None:
+    torch.manual_seed(0)
+    method = DMS(_spec(), T=4).eval()
+    x, _ = _data(5, 1)
+    out = method(x, _present(5))
+    assert out.logits.shape == (5, 4)
+    assert out.weights.shape == (5, 2)
+    assert out.modalities == MODALITIES
+    assert torch.allclose(out.weights.sum(1), torch.ones(5))
+    assert set(out.unimodal_logits) == set(MODALITIES)
+    for name in ("confidence", "uncertainty", "consistency"):
+        values = out.extras[name]
+        assert values.shape == (5, 2) and bool(((values >= 0) & (values <= 1)).all())
+
+
+@pytest.mark.parametrize("corrupted", MODALITIES)
+def test_clean_modality_outweighs_pure_noise(trained_rule: DMS, corrupted: str) -> None:
+    x, y = _data(200, seed=5)
+    clean = trained_rule(x, _present(200))
+    assert (clean.logits.argmax(1) == y).float().mean() > 0.9
+    noisy = dict(x)
+    noisy[corrupted] = 3.0 * torch.randn(200, 8, generator=torch.Generator().manual_seed(9))
+    out = trained_rule(noisy, _present(200))
+    j = MODALITIES.index(corrupted)
+    other = 1 - j
+    # tau=1 keeps the weights soft (the signals lie in [0, 1]); the clean one wins on average and
+    # in the large majority of samples
+    assert float(out.weights[:, other].mean()) > 0.55
+    assert float((out.weights[:, other] > out.weights[:, j]).float().mean()) > 0.8
+    # the noisy modality looks less confident and more uncertain than the clean one
+    assert out.extras["confidence"][:, j].mean() < out.extras["confidence"][:, other].mean()
+    assert out.extras["uncertainty"][:, j].mean() > out.extras["uncertainty"][:, other].mean()
+    # and the fused prediction survives the noise
+    assert (out.logits.argmax(1) == y).float().mean() > 0.7
+    # a lower temperature sharpens the same preference
+    trained_rule.scheduler.tau = 0.1
+    try:
+        sharp = trained_rule(noisy, _present(200))
+    finally:
+        trained_rule.scheduler.tau = 1.0
+    assert float(sharp.weights[:, other].mean()) > float(out.weights[:, other].mean())
+
+
+def test_learned_scheduler_trains_and_weights_sum_to_one() -> None:
+    method = _train(DMS(_spec(), scheduler="learned", T=4), steps=60)
+    x, y = _data(64, seed=3)
+    out = method(x, _present(64))
+    assert torch.allclose(out.weights.sum(1), torch.ones(64))
+    assert (out.logits.argmax(1) == y).float().mean() > 0.9
+    # training moved the scheduler away from its uniform start
+    assert float((out.weights.detach() - 0.5).abs().max()) > 1e-3
+
+
+def test_missing_modality_gets_zero_weight_and_no_unimodal_loss() -> None:
+    torch.manual_seed(0)
+    method = DMS(_spec(), T=3).eval()
+    x, y = _data(6, 2)
+    present = _present(6)
+    present["b"] = torch.tensor([True, False, True, False, True, True])
+    out = method(x, present)
+    assert torch.all(out.weights[~present["b"], 1] == 0)
+    assert torch.allclose(out.weights[~present["b"], 0], torch.ones(2))
+    assert torch.allclose(out.weights.sum(1), torch.ones(6))
+    # the absent modality's (garbage) input cannot change the prediction of those samples
+    x2 = dict(x)
+    x2["b"] = x["b"] + 100.0 * (~present["b"]).float().unsqueeze(1)
+    out2 = method(x2, present, mc_masks=None)
+    rows = ~present["b"]
+    torch.testing.assert_close(out.logits[rows], out2.logits[rows])
+    batch = Batch(x, present, y, torch.arange(6))
+    losses = method.losses(out, batch)
+    assert set(losses) == {"ce", "unimodal_ce", "weight_consistency"}
+    assert all(torch.isfinite(v) for v in losses.values())
+
+
+def test_every_modality_missing_is_a_data_error() -> None:
+    method = DMS(_spec(), T=2)
+    x, _ = _data(2, 0)
+    absent = {m: torch.zeros(2, dtype=torch.bool) for m in MODALITIES}
+    with pytest.raises(DataError, match="every modality missing"):
+        method(x, absent)
+
+
+def test_weight_consistency_loss_stops_the_gradient_at_the_weights() -> None:
+    torch.manual_seed(0)
+    method = DMS(_spec(), scheduler="learned", T=2, detach_signals=True).train()
+    x, y = _data(8, 0)
+    out = method(x, _present(8))
+    loss = method.losses(out, Batch(x, _present(8), y, torch.arange(8)))["weight_consistency"]
+    loss.backward()
+    # the scheduler's parameters only reach this loss through the weights: stop-gradient -> none
+    assert all(
+        p.grad is None or float(p.grad.abs().sum()) == 0 for p in method.scheduler.parameters()
+    )
+    assert float(method.heads["a"].projector.weight.grad.abs().sum()) > 0
+    manual = (
+        (
+            out.weights.detach()
+            * (out.extras["fused"].unsqueeze(1) - out.extras["shared"]).pow(2).sum(-1)
+        )
+        .sum(1)
+        .mean()
+    )
+    assert torch.allclose(loss, 0.1 * manual)
+
+
+def test_fixed_masks_make_the_forward_deterministic_and_match_the_loop() -> None:
+    torch.manual_seed(0)
+    method = DMS(_spec(), T=5).eval()
+    x, _ = _data(4, 0)
+    g = torch.Generator().manual_seed(0)
+    masks = {m: method.heads[m].sample_masks(5, 4, generator=g) for m in MODALITIES}
+    first = method(x, _present(4), mc_masks=masks)
+    second = method(x, _present(4), mc_masks=masks)
+    assert torch.equal(first.weights, second.weights)
+    # uncertainty from a loop of T passes under the same masks
+    for i, m in enumerate(MODALITIES):
+        probs = torch.stack(
+            [
+                torch.softmax(method.heads[m](x[m], (masks[m][0][t], masks[m][1][t]))[1], -1)
+                for t in range(5)
+            ]
+        )
+        expected = probs.var(0, unbiased=False).mean(-1) / 0.25
+        torch.testing.assert_close(first.extras["uncertainty"][:, i], expected)
+
+
+def test_registered_and_options_validated() -> None:
+    method = build_method("dms", _spec(), {"dms": {"scheduler": "learned", "T": 3}})
+    assert isinstance(method, DMS) and method.samples == 3
+    with pytest.raises(ConfigError, match="scheduler"):
+        build_method("dms", _spec(), {"dms": {"scheduler": "fuzzy"}})
+    with pytest.raises(ConfigError, match="T=1"):
+        build_method("dms", _spec(), {"dms": {"T": 1}})
+    with pytest.raises(ConfigError, match="bad options"):
+        build_method("dms", _spec(), {"dms": {"gamma": 1}})
+
+
+def test_logged_values_after_a_training_step() -> None:
+    torch.manual_seed(0)
+    method = DMS(_spec(), T=2).train()
+    x, _ = _data(8, 0)
+    method(x, _present(8))
+    logged = method.logged_values()
+    assert abs(logged["dms_w_a"] + logged["dms_w_b"] - 1.0) < 1e-5
+    assert {"dms_c_a", "dms_u_b", "dms_s_a"} <= set(logged)
+
+
+def test_works_with_three_modalities_and_mlp_encoders() -> None:
+    torch.manual_seed(0)
+    spec = MethodSpec(("x", "y", "z"), {"x": 6, "y": 6, "z": 6}, 3, hidden_dim=16)
+    method = DMS(spec, T=3)
+    encoders = nn.ModuleDict({m: nn.Linear(5, 6) for m in spec.modalities})
+    inputs = {m: torch.randn(4, 5) for m in spec.modalities}
+    out = method(
+        {m: encoders[m](inputs[m]) for m in spec.modalities},
+        {m: torch.ones(4, dtype=torch.bool) for m in spec.modalities},
+    )
+    assert out.weights.shape == (4, 3)
+    assert torch.allclose(out.weights.sum(1), torch.ones(4))
+    out.logits.sum().backward()
+    assert encoders["x"].weight.grad is not None
