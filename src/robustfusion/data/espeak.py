@@ -1,0 +1,103 @@
+"""Speech synthesis with the espeak-ng command-line tool (a Debian/Ubuntu/Homebrew package).
+
+Used to build the ``avdigits`` dataset; the audio is synthesised speech, not recordings.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+import wave
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from robustfusion.errors import DataError
+
+INSTALL_HINT = (
+    "espeak-ng is not installed: run `apt-get install espeak-ng` (Debian/Ubuntu) or "
+    "`brew install espeak-ng` (macOS), then retry"
+)
+
+
+@dataclass(frozen=True)
+class Utterance:
+    """One synthesis request: ``text`` spoken by ``voice`` (``accent+variant``)."""
+
+    text: str
+    voice: str
+    pitch: int = 50
+    speed: int = 175
+
+
+def espeak_binary() -> str:
+    """Path of ``espeak-ng``, or a one-line :class:`DataError` saying how to install it."""
+    path = shutil.which("espeak-ng")
+    if path is None:
+        raise DataError(INSTALL_HINT)
+    return path
+
+
+def _list(kind: str) -> list[str]:
+    """File names (column 5) of ``espeak-ng --voices=<kind>``, without the ``!v/`` prefix."""
+    out = subprocess.run(
+        [espeak_binary(), f"--voices={kind}"], capture_output=True, text=True, check=True
+    ).stdout
+    names = []
+    for line in out.splitlines()[1:]:
+        parts = line.split()
+        if len(parts) >= 5:
+            names.append(parts[4].removeprefix("!v/"))
+    return names
+
+
+def available_variants() -> set[str]:
+    """Voice variants this espeak-ng installation has (``m3``, ``f2``, ``klatt``, ...)."""
+    return set(_list("variant"))
+
+
+def available_languages() -> set[str]:
+    """Language codes (column 2) of the English voices of this installation."""
+    out = subprocess.run(
+        [espeak_binary(), "--voices=en"], capture_output=True, text=True, check=True
+    ).stdout
+    return {line.split()[1] for line in out.splitlines()[1:] if len(line.split()) >= 5}
+
+
+def synthesize(utterance: Utterance, folder: Path) -> tuple[np.ndarray, int]:
+    """Mono float32 waveform in [-1, 1] and its sample rate (espeak-ng writes 22.05 kHz)."""
+    with tempfile.NamedTemporaryFile(suffix=".wav", dir=folder, delete=False) as handle:
+        path = Path(handle.name)
+    try:
+        command = [
+            espeak_binary(),
+            "-v",
+            utterance.voice,
+            "-p",
+            str(utterance.pitch),
+            "-s",
+            str(utterance.speed),
+            "-w",
+            str(path),
+            utterance.text,
+        ]
+        result = subprocess.run(command, capture_output=True, text=True)
+        if result.returncode != 0:
+            raise DataError(
+                f"espeak-ng failed for voice {utterance.voice!r}: {result.stderr.strip()[:200]}"
+            )
+        with wave.open(str(path), "rb") as wav:
+            rate, width = wav.getframerate(), wav.getsampwidth()
+            channels = wav.getnchannels()
+            raw = wav.readframes(wav.getnframes())
+    finally:
+        path.unlink(missing_ok=True)
+    if width != 2:
+        raise DataError(f"espeak-ng wrote {8 * width}-bit audio; expected 16-bit PCM")
+    samples = np.frombuffer(raw, "<i2").astype(np.float32) / 32768.0
+    samples = samples.reshape(-1, channels).mean(axis=1)
+    if samples.size == 0:
+        raise DataError(f"espeak-ng produced no audio for voice {utterance.voice!r}")
+    return samples, rate
