@@ -87,6 +87,7 @@ def test_weights_follow_inverse_uncertainty_times_dependency() -> None:
     # With the estimator: w = M (s alpha)^-1 / sum (s alpha)^-1 with s = sigma_hat^2.
     model = make_model()
     model.method.dependency.alpha.copy_(torch.tensor([1.0, 2.0, 4.0]))
+    model.method.estimator_ready.fill_(True)
     model.eval()
     out = model(make_batch())
     s = torch.stack([out.extras[f"sigma_hat/{m}"] for m in MODS], dim=1).pow(2)
@@ -193,10 +194,16 @@ def test_clean_phase_keeps_inputs_and_alpha_only_weights() -> None:
     assert torch.equal(out.extras["uncertainty"], torch.ones(12, 3))
     method.on_epoch_start(5, 10)  # noisy data, still alpha-only weights
     assert not method.in_clean_phase() and not method.uses_full_weights()
+    model.eval()  # a model selected before the full-weights phase is evaluated with alpha only
+    assert torch.equal(model(batch).extras["uncertainty"], torch.ones(12, 3))
+    model.train()
     method.on_epoch_start(6, 10)
     assert method.uses_full_weights()
     out = model(method.prepare_batch(batch, training=True))
     assert not torch.equal(out.extras["uncertainty"], torch.ones(12, 3))
+    assert bool(method.estimator_ready) and "method.estimator_ready" in model.state_dict()
+    model.eval()
+    assert not torch.equal(model(batch).extras["uncertainty"], torch.ones(12, 3))
 
 
 def test_learning_rate_steps_at_seventy_percent() -> None:

@@ -12,9 +12,11 @@ present). Loss ``CE_fused + gamma sum_m CE_m + beta KL(N(mu, sigma^2) || N(0, v)
 
 Progressive schedule by fractions of the run [code]: clean data and alpha-only weights until
 ``clean_until``; noisy data from then on; full weights ``s * alpha`` from ``full_weights_from``;
-learning rate x ``lr_step`` from ``lr_step_at``. Evaluation always uses the full weights and the
-moving-average ``alpha``. Without ``on_epoch_start`` (a plain loop that never calls it) the
-method runs in its final phase: noise injection and full weights.
+learning rate x ``lr_step`` from ``lr_step_at``. Evaluation uses the moving-average ``alpha`` and
+the full weights once training has reached their phase (a buffer saved with the weights, so that a
+model selected on validation from an earlier epoch is evaluated as it was trained). Without
+``on_epoch_start`` (a plain loop that never calls it) the method runs in its final phase: noise
+injection and full weights.
 
 Noise injection (``prepare_batch``, training only) [code + ours]: a level ``v in {1..11}`` per
 sample and modality (:func:`draw_noise_levels`, half the samples clean); ``v = 1`` is clean,
@@ -144,6 +146,9 @@ class UDML(Method):
         self.classifier = nn.Linear(spec.hidden_dim, spec.num_classes)
         self.unimodal = UnimodalHeads(dims, spec.num_classes)
         self.dependency = DependencyTracker(len(self.modalities), momentum)
+        # Set once training reaches the full-weights phase; evaluation uses s * alpha only then,
+        # so a model selected from an earlier epoch keeps the alpha-only weights it trained with.
+        self.register_buffer("estimator_ready", torch.zeros((), dtype=torch.bool))
         self._epoch = 0
         self._max_epochs = 0
         self._last: dict[str, Tensor] = {}
@@ -167,8 +172,10 @@ class UDML(Method):
         )
 
     def uses_full_weights(self) -> bool:
-        """Weights from ``s * alpha`` (else alpha only)? Always in evaluation."""
-        if not self.training or self._max_epochs == 0:
+        """Weights from ``s * alpha`` (else alpha only)? In evaluation: once training got there."""
+        if not self.training:
+            return bool(self.estimator_ready)
+        if self._max_epochs == 0:
             return True
         return self._epoch >= _phase_start(self.full_weights_from, self._max_epochs)
 
@@ -287,7 +294,10 @@ class UDML(Method):
                 alpha = self.dependency.alpha.to(dtype).expand(batch, -1)
 
         uncertainty = ones
-        if self.use_estimator and self.uses_full_weights():
+        full = self.uses_full_weights()
+        if self.training and full:
+            self.estimator_ready.fill_(True)
+        if self.use_estimator and full:
             uncertainty = torch.stack(sigma_hat, dim=1).pow(2)
             if self.detach_uncertainty:
                 uncertainty = uncertainty.detach()
