@@ -10,15 +10,17 @@ from torch import Tensor
 
 from robustfusion.model import MultimodalModel
 from robustfusion.training.config import TrainConfig
-from robustfusion.training.seeding import epoch_seed, seed_all
+from robustfusion.training.seeding import epoch_seed, seed_all, step_seed
 from robustfusion.types import Batch
 
 
 class FusionModule(L.LightningModule):
     """Training: ``prepare_batch -> model -> sum(losses)``; the method's hooks at their moments.
 
-    * ``on_train_epoch_start``: reseed every generator from ``(seed, epoch)`` (exact resume), then
-      ``method.on_epoch_start(epoch, max_epochs)``.
+    * ``on_train_epoch_start``: reseed every generator from ``(seed, epoch)``, then
+      ``method.on_epoch_start(epoch, max_epochs)``; ``on_train_batch_start``: reseed from
+      ``(seed, epoch, batch)``. Random draws therefore do not depend on what ran before (data
+      loading, validation, a restart), and a resumed run replays an uninterrupted one exactly.
     * ``on_after_backward``: ``method.after_backward(model.encoders)`` (gradient modulation).
     * learning rate: ``base lr * method.lr_scale(epoch, max_epochs)`` through a ``LambdaLR``.
     * validation: accuracy of the fused logits, summed over processes, logged as ``val_acc``.
@@ -44,6 +46,9 @@ class FusionModule(L.LightningModule):
     def on_train_epoch_start(self) -> None:
         seed_all(epoch_seed(self.config.seed, self.current_epoch))
         self.method.on_epoch_start(self.current_epoch, self.config.epochs)
+
+    def on_train_batch_start(self, batch: Batch, batch_idx: int) -> None:
+        seed_all(step_seed(self.config.seed, self.current_epoch, batch_idx))
 
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
         batch = self.method.prepare_batch(batch, True)

@@ -24,6 +24,7 @@ from robustfusion.model import MultimodalModel
 from robustfusion.training.build import build_model, load_data
 from robustfusion.training.callbacks import BestModel, EpochEnd
 from robustfusion.training.config import TrainConfig
+from robustfusion.training.csv_log import prepend_rows, read_rows
 from robustfusion.training.datamodule import MultimodalDataModule
 from robustfusion.training.files import save_state_dict, write_json
 from robustfusion.training.lightning_module import FusionModule
@@ -61,6 +62,8 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> d
     )
     out.mkdir(parents=True, exist_ok=True)
     checkpoint.parent.mkdir(parents=True, exist_ok=True)
+    log_file = out / "logs" / "metrics.csv"
+    previous_log = read_rows(log_file) if ckpt_path is not None else []
     best = BestModel()
     started = time.perf_counter()
     with _quiet_lightning():
@@ -71,6 +74,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> d
     fit_seconds = time.perf_counter() - started
     if not trainer.is_global_zero:
         return {}
+    prepend_rows(log_file, previous_log)
 
     model = model.cpu()
     if best.best_state:

@@ -13,6 +13,11 @@ def epoch_seed(seed: int, epoch: int) -> int:
     return (int(seed) * 1_000_003 + int(epoch) * 7_919 + 12_345) % (2**31 - 1)
 
 
+def step_seed(seed: int, epoch: int, batch_idx: int) -> int:
+    """A 31-bit seed unique to ``(seed, epoch, batch)``: every step's draws are fixed in advance."""
+    return (epoch_seed(seed, epoch) * 31 + int(batch_idx) * 104_729 + 1) % (2**31 - 1)
+
+
 def seed_all(seed: int) -> None:
     """Seed Python's, NumPy's and torch's (CPU and CUDA) global generators."""
     random.seed(seed)
