@@ -1,0 +1,168 @@
+"""The benchmark's evaluation grids: corruptions, severities, targets and missing-modality subsets.
+
+Severity units (``robustfusion.data.corruptions``): ``gaussian`` noise std in units of the
+modality's (standardised) data; ``salt_pepper`` fraction of values; ``blur`` Gaussian sigma in
+pixels / bins; ``missing`` probability that a modality is absent. Images whose corruption takes
+0-255 intensity units get the equivalent severity (``level / intensity_scale``), so that one
+gaussian level means the same noise-to-data ratio for every modality.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from torch.utils.data import Dataset
+
+from robustfusion.data import DatasetInfo, MultimodalDataset, collate
+from robustfusion.errors import ConfigError
+from robustfusion.types import Batch
+
+#: Default severities per corruption (0 is the clean reference of every curve).
+DEFAULT_SEVERITIES: dict[str, tuple[float, ...]] = {
+    "gaussian": (0.0, 0.5, 1.0, 2.0, 4.0, 8.0),
+    "salt_pepper": (0.0, 0.1, 0.2, 0.3, 0.5),
+    "blur": (0.0, 0.5, 1.0, 2.0, 3.0),
+    "missing": (0.0, 0.2, 0.4, 0.6, 0.8),
+}
+#: The ``--quick`` grid: a first look in a fraction of the time.
+QUICK_SEVERITIES: dict[str, tuple[float, ...]] = {
+    "gaussian": (0.0, 1.0, 4.0),
+    "missing": (0.0, 0.5),
+}
+#: At most this many missing-modality subsets (seeded choice when there are more).
+MAX_MISSING_SUBSETS = 20
+
+
+@dataclass(frozen=True)
+class Grid:
+    """What the benchmark evaluates for every trained (method, seed)."""
+
+    severities: dict[str, tuple[float, ...]] = field(
+        default_factory=lambda: dict(DEFAULT_SEVERITIES)
+    )
+    per_modality_targets: bool = True
+    max_missing_subsets: int = MAX_MISSING_SUBSETS
+    eval_seed: int = 0
+
+    def targets(self, modalities: Sequence[str]) -> tuple[str, ...]:
+        """``all``, ``each`` and, unless disabled, every modality by name."""
+        named = tuple(modalities) if self.per_modality_targets else ()
+        return ("all", "each", *named)
+
+
+def default_grid(quick: bool = False) -> Grid:
+    """The documented default grid, or the small ``--quick`` one (targets all and each only)."""
+    if quick:
+        return Grid(
+            severities=dict(QUICK_SEVERITIES), per_modality_targets=False, max_missing_subsets=6
+        )
+    return Grid()
+
+
+def missing_subsets(
+    modalities: Sequence[str], limit: int = MAX_MISSING_SUBSETS, seed: int = 0
+) -> list[tuple[str, ...]]:
+    """Non-empty proper subsets of modalities to remove (all of them, or ``limit`` seeded ones).
+
+    With more than ``limit`` subsets, the single-modality subsets are always kept (when they fit)
+    and the rest drawn with ``random.Random(seed)``; the result is ordered by size, then name order.
+    """
+    names = tuple(modalities)
+    every = [
+        combo for size in range(1, len(names)) for combo in itertools.combinations(names, size)
+    ]
+    if len(every) <= limit:
+        return every
+    singles = [c for c in every if len(c) == 1][:limit]
+    rest = [c for c in every if len(c) > 1]
+    chosen = singles + random.Random(seed).sample(rest, limit - len(singles))
+    order = {c: i for i, c in enumerate(every)}
+    return sorted(chosen, key=order.__getitem__)
+
+
+def subset_name(subset: Sequence[str]) -> str:
+    return "+".join(subset)
+
+
+def modality_severity(info: DatasetInfo, modality: str, corruption: str, level: float) -> float:
+    """The severity to pass to ``corrupt`` for ``modality`` at grid ``level`` (see module doc)."""
+    spec = info.modality(modality)
+    if corruption == "gaussian" and spec.kind == "image" and spec.intensity_scale:
+        return level / spec.intensity_scale
+    return level
+
+
+def corrupt_level(
+    batch: Batch, info: DatasetInfo, corruption: str, level: float, target: str, seed: int
+) -> Batch:
+    """``corrupt`` at grid ``level``; where modalities need different severities (gaussian on
+    0-255 images beside standardised data) each modality is corrupted on its own, the ``each``
+    selection being the corruption module's own p = 0.5 draw."""
+    from robustfusion.data.corruptions import corrupt
+
+    names = batch.modalities if target in ("all", "each") else (target,)
+    severities = {m: modality_severity(info, m, corruption, level) for m in names}
+    if len(set(severities.values())) <= 1:
+        return corrupt(batch, info, corruption, severities[names[0]], target=target, seed=seed)
+    from robustfusion.data.corruptions.base import sample_seeds, uniform_from_seeds
+
+    index = batch.index.detach().cpu().long()
+    for m in names:
+        original = batch.present[m]
+        if target == "each":
+            chosen = uniform_from_seeds(sample_seeds(index, seed, "each", m)) < 0.5
+            masked = dict(batch.present)
+            masked[m] = original & chosen.to(original.device)
+            batch = batch.replace(present=masked)
+        batch = corrupt(batch, info, corruption, severities[m], target=m, seed=seed)
+        if target == "each":
+            restored = dict(batch.present)
+            restored[m] = original
+            batch = batch.replace(present=restored)
+    return batch
+
+
+def remove_modalities(batch: Batch, info: DatasetInfo, subset: Sequence[str], seed: int) -> Batch:
+    """Every sample loses the modalities of ``subset`` (``missing`` at severity 1 on each)."""
+    from robustfusion.data.corruptions import corrupt
+
+    for m in subset:
+        batch = corrupt(batch, info, "missing", 1.0, target=m, seed=seed)
+    return batch
+
+
+class TransformedDataset(Dataset):
+    """A dataset whose batches go through ``transform`` (a corruption) before the model."""
+
+    def __init__(self, dataset: MultimodalDataset, transform: Callable[[Batch], Batch]) -> None:
+        self.dataset = dataset
+        self.transform = transform
+        self.modalities = getattr(dataset, "modalities", ())
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, index: int) -> Batch:
+        return self.__getitems__([index])
+
+    def __getitems__(self, indices: Sequence[int]) -> Batch:
+        getitems = getattr(self.dataset, "__getitems__", None)
+        raw = getitems(list(indices)) if getitems else [self.dataset[i] for i in indices]
+        return self.transform(collate(raw))
+
+    def targets(self):  # noqa: ANN201 - same as the wrapped dataset
+        return self.dataset.targets()
+
+
+def check_grid(grid: Grid, corruptions: Sequence[str]) -> None:
+    """Reject unknown corruption names with the list of known ones."""
+    from robustfusion.registry import CORRUPTIONS
+
+    for name in corruptions:
+        if name not in CORRUPTIONS:
+            raise ConfigError(
+                f"unknown corruption {name!r} in the grid: choose from {', '.join(CORRUPTIONS.names())}"
+            )

@@ -1,0 +1,226 @@
+"""The benchmark: grids, atomic resumable results, unimodal view choice, a killed run resumes."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from robustfusion.data import DatasetInfo, DataSplits, ModalityInfo, TensorMultimodalDataset
+from robustfusion.data.corruptions import corrupt
+from robustfusion.evaluation.benchmark import (
+    Backend,
+    Benchmark,
+    BenchmarkConfig,
+    ResultsTable,
+    evaluation_cells,
+)
+from robustfusion.evaluation.grids import Grid, corrupt_level, default_grid, missing_subsets
+from robustfusion.training.config import TrainConfig
+from robustfusion.types import Batch
+
+INFO = DatasetInfo(
+    name="toy",
+    modalities=(ModalityInfo("a", (3,)), ModalityInfo("b", (2,)), ModalityInfo("c", (2,))),
+    num_classes=2,
+)
+
+
+def _splits() -> DataSplits:
+    g = torch.Generator().manual_seed(0)
+    data = TensorMultimodalDataset(
+        {"a": torch.randn(20, 3, generator=g), "b": torch.randn(20, 2, generator=g), "c": torch.randn(20, 2, generator=g)},
+        torch.arange(20) % 2,
+    )  # fmt: skip
+    return DataSplits(data, data, data, INFO)
+
+
+class Interrupted(Exception):
+    pass
+
+
+class FakeBackend:
+    """Counts calls; ``fail_after`` evaluations raise (a kill in the middle of the grid)."""
+
+    def __init__(self, fail_after: int | None = None) -> None:
+        self.trained: list[str] = []
+        self.evaluated: list[tuple[str, int]] = []
+        self.fail_after = fail_after
+        self.splits = _splits()
+
+    def backend(self) -> Backend:
+        return Backend(
+            info=lambda config: INFO, train=self.train, load=self.load, evaluate=self.evaluate
+        )
+
+    def train(self, config: TrainConfig) -> dict[str, Any]:
+        self.trained.append(Path(str(config.out)).name)
+        view = (config.method_options.get("unimodal") or {}).get("modality")
+        metrics = {"val_accuracy": {"a": 0.5, "b": 0.9, "c": 0.7}.get(view, 0.8), "accuracy": 0.8}
+        Path(str(config.out)).mkdir(parents=True)
+        (Path(str(config.out)) / "metrics.json").write_text(json.dumps(metrics))
+        return metrics
+
+    def load(self, run_dir: Path) -> tuple[Any, DataSplits, TrainConfig]:
+        return run_dir.name, self.splits, TrainConfig()
+
+    def evaluate(
+        self, model: Any, dataset: Any, info: DatasetInfo, **kwargs: Any
+    ) -> dict[str, Any]:
+        if self.fail_after is not None and len(self.evaluated) >= self.fail_after:
+            raise Interrupted
+        batch = dataset.__getitems__(list(range(len(dataset))))
+        self.evaluated.append((model, len(self.evaluated)))
+        absent = [m for m in info.modality_names if not bool(batch.present[m].all())]
+        accuracy = 1.0 - 0.1 * len(absent) - 0.01 * float(batch.inputs["a"].abs().mean())
+        return {
+            "accuracy": accuracy,
+            "macro_f1": accuracy,
+            "ece": 0.1,
+            "unimodal_accuracy": {},
+            "mean_weight": {m: 1 / 3 for m in info.modality_names},
+            "num_samples": len(dataset),
+        }
+
+
+def _config(
+    out: Path, methods: tuple[str, ...] = ("static", "tmc"), quick: bool = True
+) -> BenchmarkConfig:
+    return BenchmarkConfig(
+        methods=methods,
+        seeds=(0, 1),
+        out=out,
+        base=TrainConfig(dataset="toy"),
+        grid=default_grid(quick),
+    )
+
+
+def test_killed_benchmark_resumes_without_recomputing_finished_cells(tmp_path: Path) -> None:
+    cells = len(evaluation_cells(default_grid(True), INFO.modality_names))
+    total = 2 * 2 * cells
+    first = FakeBackend(fail_after=cells + 3)
+    with pytest.raises(Interrupted):
+        Benchmark(_config(tmp_path), first.backend(), progress=False).run()
+    assert first.trained == ["static-s0", "static-s1"]
+    finished = ResultsTable(tmp_path / "results.csv")
+    evaluated_rows = [
+        r for r in finished.records() if not (r["severity"] == "0.0" and r["corruption"] != "none")
+    ]
+    assert len(evaluated_rows) == cells + 3
+    second = FakeBackend()
+    Benchmark(_config(tmp_path), second.backend(), progress=False).run()
+    assert second.trained == ["tmc-s0", "tmc-s1"]  # finished trainings are not redone
+    assert len(second.evaluated) == total - (cells + 3)  # nor finished evaluations
+    third = FakeBackend()
+    Benchmark(_config(tmp_path), third.backend(), progress=False).run()
+    assert third.trained == [] and third.evaluated == []
+    with (tmp_path / "results.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    keys = {(r["method"], r["seed"], r["corruption"], r["severity"], r["target"]) for r in rows}
+    assert len(keys) == len(rows)
+    assert {
+        "dataset",
+        "method",
+        "fusion",
+        "seed",
+        "corruption",
+        "severity",
+        "target",
+        "accuracy",
+        "macro_f1",
+        "ece",
+    } <= set(rows[0])
+    assert (tmp_path / "report.md").is_file()
+    assert not list(tmp_path.glob(".*.tmp"))  # no temporary file left behind
+
+
+def test_unimodal_best_view_is_chosen_on_validation_once(tmp_path: Path) -> None:
+    fake = FakeBackend()
+    Benchmark(_config(tmp_path, ("unimodal",)), fake.backend(), progress=False).run()
+    assert fake.trained == ["unimodal-a-s0", "unimodal-b-s0", "unimodal-c-s0", "unimodal-b-s1"]
+    assert json.loads((tmp_path / "unimodal_view.json").read_text())["view"] == "b"
+    rows = ResultsTable(tmp_path / "results.csv").records()
+    assert {r["view"] for r in rows} == {"b"} and {r["method"] for r in rows} == {"unimodal"}
+    assert "**b**" in (tmp_path / "report.md").read_text()
+
+
+def test_cells_and_missing_subsets() -> None:
+    grid = Grid(severities={"gaussian": (0.0, 1.0, 2.0)}, max_missing_subsets=20)
+    cells = evaluation_cells(grid, ("a", "b", "c"))
+    # clean + 2 severities x (all, each, a, b, c) + 6 proper non-empty subsets
+    assert len(cells) == 1 + 2 * 5 + 6
+    many = missing_subsets([f"m{i}" for i in range(6)], limit=20, seed=0)
+    assert len(many) == 20 and len(set(many)) == 20
+    assert many == missing_subsets([f"m{i}" for i in range(6)], limit=20, seed=0)
+    assert [s for s in many if len(s) == 1] == [(f"m{i}",) for i in range(6)]
+    assert all(0 < len(s) < 6 for s in many)
+
+
+def test_corrupt_level_gives_each_modality_its_own_units() -> None:
+    info = DatasetInfo(
+        name="mixed",
+        modalities=(
+            ModalityInfo("img", (1, 4, 4), "image", 1 / (255 * 0.5)),
+            ModalityInfo("vec", (16,)),
+        ),
+        num_classes=2,
+    )
+    n = 400
+    batch = Batch(
+        inputs={"img": torch.zeros(n, 1, 4, 4), "vec": torch.zeros(n, 16)},
+        present={"img": torch.ones(n, dtype=torch.bool), "vec": torch.ones(n, dtype=torch.bool)},
+        target=torch.zeros(n, dtype=torch.long),
+        index=torch.arange(n),
+    )
+    out = corrupt_level(batch, info, "gaussian", 2.0, "all", seed=0)
+    assert float(out.inputs["img"].std()) == pytest.approx(2.0, rel=0.05)
+    assert float(out.inputs["vec"].std()) == pytest.approx(2.0, rel=0.05)
+    each = corrupt_level(batch, info, "gaussian", 2.0, "each", seed=0)
+    reference = corrupt(batch, info, "gaussian", 1.0, target="each", seed=0)
+    for m in ("img", "vec"):
+        hit = each.inputs[m].flatten(1).abs().sum(1) > 0
+        assert torch.equal(hit, reference.inputs[m].flatten(1).abs().sum(1) > 0)
+        assert 0.35 < float(hit.float().mean()) < 0.65
+        assert bool(each.present[m].all())
+
+
+@pytest.mark.slow
+def test_real_benchmark_on_mfeat_resumes(tmp_path: Path) -> None:
+    from robustfusion.evaluation.benchmark import default_backend
+
+    torch.set_num_threads(1)
+    grid = Grid(
+        severities={"gaussian": (0.0, 2.0)}, per_modality_targets=False, max_missing_subsets=2
+    )
+    base = TrainConfig(
+        dataset="mfeat", dataset_options={"views": "fou,kar"}, epochs=1, batch_size=128
+    )
+    config = BenchmarkConfig(methods=("qmf",), seeds=(0,), out=tmp_path, base=base, grid=grid)
+    real = default_backend()
+    calls = {"train": 0, "evaluate": 0}
+
+    def evaluate(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        calls["evaluate"] += 1
+        if calls["evaluate"] == 3:
+            raise Interrupted
+        return real.evaluate(*args, **kwargs)
+
+    def train(config: TrainConfig) -> dict[str, Any]:
+        calls["train"] += 1
+        return real.train(config)
+
+    backend = Backend(info=real.info, train=train, load=real.load, evaluate=evaluate)
+    with pytest.raises(Interrupted):
+        Benchmark(config, backend, progress=False).run()
+    assert calls == {"train": 1, "evaluate": 3}
+    Benchmark(config, backend, progress=False).run()
+    # 1 clean + 2 gaussian (all, each) + 2 subsets = 5 cells; 2 finished before the kill.
+    assert calls == {"train": 1, "evaluate": 3 + 3}
+    rows = ResultsTable(tmp_path / "results.csv").records()
+    clean = next(r for r in rows if r["corruption"] == "none")
+    assert float(clean["accuracy"]) > 0.5
+    assert "| qmf |" in (tmp_path / "report.md").read_text()
