@@ -13,6 +13,7 @@ from robustfusion.modules.frequency import (
     dct_matrix,
     frequency_bands,
     frm,
+    frm_modalities,
     frm_per_sample,
 )
 
@@ -144,3 +145,23 @@ def test_mean_reduction_is_the_sum_over_a_constant_and_ignores_absent_samples() 
     torch.testing.assert_close(frm(x, present, reduction="mean"), frm(x[:2], reduction="mean"))
     with pytest.raises(ValueError, match="reduction"):
         frm(x, reduction="max")
+
+
+@pytest.mark.parametrize("reduction", ["sum", "mean"])
+def test_frm_modalities_equals_one_frm_call_per_modality(reduction: str) -> None:
+    g = torch.Generator().manual_seed(8)
+    inputs = {
+        "fou": torch.randn(5, 76, generator=g),
+        "mor": torch.randn(5, 6, generator=g),
+        "image": torch.randn(5, 1, 8, 8, generator=g),
+        "pix": torch.randn(5, 240, generator=g),
+        "rgb": torch.randn(5, 3, 16, 12, generator=g),
+    }
+    present = {m: torch.rand(5, generator=g) > 0.4 for m in inputs}
+    together = frm_modalities(inputs, present, reduction=reduction)
+    separate = torch.stack([frm(x, present[m], reduction=reduction) for m, x in inputs.items()])
+    torch.testing.assert_close(together, separate)
+    torch.testing.assert_close(
+        frm_modalities(inputs, reduction=reduction),
+        torch.stack([frm(x, reduction=reduction) for x in inputs.values()]),
+    )

@@ -32,7 +32,7 @@ from torch import Tensor, nn
 from robustfusion.errors import ConfigError
 from robustfusion.methods.base import Method, MethodSpec
 from robustfusion.modules.distributed import all_reduce_mean
-from robustfusion.modules.frequency import FRM_EPS, frm
+from robustfusion.modules.frequency import FRM_EPS, frm_modalities
 from robustfusion.modules.heads import UnimodalHeads
 from robustfusion.registry import METHODS
 from robustfusion.types import Batch, FusionOutput
@@ -171,27 +171,25 @@ class MWAM(Method):
     @torch.no_grad()
     def update_weights(self, batch: Batch, output: FusionOutput | None = None) -> Tensor:
         """Eqs. 4, 2, 6, 5 on one training batch; updates the buffers and returns ``K`` ``[M]``."""
-        values = []
-        for m in self.modalities:
-            if self.source == "feature":
-                if output is None or _FEATURE_KEY + m not in output.extras:
-                    raise ConfigError(
-                        "mwam: source='feature' needs the training output of MWAM.forward"
-                    )
-                x = output.extras[_FEATURE_KEY + m]
-            else:
-                x = batch.inputs[m]
-            value = frm(
-                x,
-                batch.present.get(m),
-                self.patch,
-                self.q,
-                self.eps,
-                self.channel_norm,
-                self.reduction,
-            )
-            values.append(value.to(self.frm_bank.device))
-        current = all_reduce_mean(torch.stack(values))
+        if self.source == "feature":
+            keys = [_FEATURE_KEY + m for m in self.modalities]
+            if output is None or any(key not in output.extras for key in keys):
+                raise ConfigError(
+                    "mwam: source='feature' needs the training output of MWAM.forward"
+                )
+            sources = {m: output.extras[key] for m, key in zip(self.modalities, keys, strict=True)}
+        else:
+            sources = {m: batch.inputs[m] for m in self.modalities}
+        values = frm_modalities(
+            sources,
+            batch.present,
+            self.patch,
+            self.q,
+            self.eps,
+            self.channel_norm,
+            self.reduction,
+        )
+        current = all_reduce_mean(values.to(self.frm_bank.device))
         self.frm_last.copy_(current)
         self.frm_bank.mul_(self.omega).add_((1.0 - self.omega) * current)
         self.ratio.copy_(current / (self.frm_bank.mean() + self.eps))
@@ -211,16 +209,23 @@ class MWAM(Method):
             return terms
         k = self.update_weights(batch, output)
         if self.aux_heads is not None:
-            aux = output.logits.new_zeros(())
-            for i, m in enumerate(self.modalities):
-                logits = output.extras.get(_AUX_KEY + m)
-                if logits is None:
-                    raise ConfigError(
-                        "mwam: the loss mode needs the training output of MWAM.forward"
-                    )
-                aux = aux + k[i].to(logits.dtype) * _present_cross_entropy(
-                    logits, batch.target, batch.present.get(m)
-                )
+            missing = [m for m in self.modalities if _AUX_KEY + m not in output.extras]
+            if missing:
+                raise ConfigError("mwam: the loss mode needs the training output of MWAM.forward")
+            # All unimodal cross-entropies in one call: [M, B] per-sample losses.
+            logits = torch.stack([output.extras[_AUX_KEY + m] for m in self.modalities])
+            count = logits.shape[0]
+            per_sample = F.cross_entropy(
+                logits.flatten(0, 1), batch.target.repeat(count), reduction="none"
+            ).view(count, -1)
+            mask = torch.stack(
+                [
+                    batch.present[m] if m in batch.present else torch.ones_like(batch.target)
+                    for m in self.modalities
+                ]
+            ).to(per_sample.dtype)
+            ce = (per_sample * mask).sum(1) / mask.sum(1).clamp_min(1.0)
+            aux = (k.to(ce.dtype) * ce).sum()
             terms["mwam_aux"] = aux
         return terms
 
@@ -235,12 +240,17 @@ class MWAM(Method):
             for m in self.modalities:
                 if m in encoders:
                     owners[id(encoders[m])] = owners.get(id(encoders[m]), 0) + 1
+            grads: list[Tensor] = []
+            scales: list[float] = []
+            factors = self.k.tolist()
             for i, m in enumerate(self.modalities):
                 if m not in encoders or owners[id(encoders[m])] > 1:
                     continue
-                for parameter in encoders[m].parameters():
-                    if parameter.grad is not None:
-                        parameter.grad.mul_(self.k[i].to(parameter.grad.dtype))
+                found = [p.grad for p in encoders[m].parameters() if p.grad is not None]
+                grads.extend(found)
+                scales.extend([factors[i]] * len(found))
+            if grads:  # one fused multiply for every encoder parameter
+                torch._foreach_mul_(grads, scales)
         self.inner.after_backward(encoders)
 
     def prepare_batch(self, batch: Batch, training: bool) -> Batch:
@@ -268,12 +278,3 @@ class MWAM(Method):
 def _pool(feature: Tensor) -> Tensor:
     """Spatial features ``[B, C, ...]`` -> ``[B, C]`` by global average pooling; vectors unchanged."""
     return feature.flatten(2).mean(dim=2) if feature.dim() > 2 else feature
-
-
-def _present_cross_entropy(logits: Tensor, target: Tensor, present: Tensor | None) -> Tensor:
-    """Cross-entropy averaged over the samples where the modality is observed (0 if none)."""
-    losses = F.cross_entropy(logits, target, reduction="none")
-    if present is None:
-        return losses.mean()
-    mask = present.to(device=losses.device, dtype=losses.dtype)
-    return (losses * mask).sum() / mask.sum().clamp_min(1.0)
