@@ -1,0 +1,81 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from robustfusion.errors import ConfigError
+from robustfusion.training.config import TrainConfig
+
+
+def test_yaml_round_trip_keeps_every_setting(tmp_path: Path) -> None:
+    config = TrainConfig(
+        dataset="mfeat",
+        method="udml",
+        method_options={"udml": {"gamma": 4.0, "ablation": "no_dependency"}},
+        encoders={"fou": "mlp"},
+        lr=3e-4,
+        devices="auto",
+        gradient_clip_val=1.0,
+        out=str(tmp_path / "run"),
+    )
+    config.to_yaml(tmp_path / "c.yaml")
+    assert TrainConfig.from_yaml(tmp_path / "c.yaml") == config
+    assert not list(tmp_path.glob(".*.tmp"))  # the atomic write left no temporary file
+
+
+def test_yaml_strings_such_as_1e_3_become_floats() -> None:
+    config = TrainConfig.from_dict({"lr": "1e-3", "weight_decay": 0, "epochs": 5})
+    assert config.lr == 1e-3 and isinstance(config.weight_decay, float) and config.epochs == 5
+
+
+@pytest.mark.parametrize(
+    ("data", "needle"),
+    [
+        ({"learning_rate": 0.1}, "unknown setting(s) learning_rate"),
+        ({"epochs": "ten"}, "'epochs'"),
+        ({"epochs": True}, "'epochs'"),
+        ({"method": None}, "cannot be empty"),
+        ({"method_options": [1, 2]}, "'method_options'"),
+    ],
+)
+def test_bad_settings_raise_config_error(data: dict, needle: str) -> None:
+    with pytest.raises(ConfigError, match=None) as info:
+        TrainConfig.from_dict(data)
+    assert needle in str(info.value)
+
+
+def test_bad_yaml_and_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        TrainConfig.from_yaml(tmp_path / "nope.yaml")
+    (tmp_path / "bad.yaml").write_text("epochs: [1,\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        TrainConfig.from_yaml(tmp_path / "bad.yaml")
+
+
+def test_overrides_ignore_unset_flags_and_merge_options() -> None:
+    base = TrainConfig(
+        dataset="mfeat", epochs=7, method_options={"udml": {"gamma": 4.0, "beta": 1.0}}
+    )
+    merged = base.with_overrides(
+        epochs=None, lr=0.01, method_options={"udml": {"gamma": 2.0}}, encoders={"fou": "mlp"}
+    )
+    assert merged.epochs == 7 and merged.lr == 0.01
+    assert merged.method_options == {"udml": {"gamma": 2.0, "beta": 1.0}}
+    assert merged.encoders == {"fou": "mlp"}
+    assert base.method_options["udml"]["gamma"] == 4.0  # the base is unchanged
+
+
+def test_resolved_checks_values_and_makes_paths_absolute(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="exactly one of --dataset"):
+        TrainConfig(out="x").resolved()
+    with pytest.raises(ConfigError, match="exactly one of --dataset"):
+        TrainConfig(dataset="mfeat", data="a.npz", out="x").resolved()
+    with pytest.raises(ConfigError, match="--out"):
+        TrainConfig(dataset="mfeat").resolved()
+    with pytest.raises(ConfigError, match="epochs must be at least 1"):
+        TrainConfig(dataset="mfeat", out="x", epochs=0).resolved()
+    with pytest.raises(ConfigError, match="unknown optimizer"):
+        TrainConfig(dataset="mfeat", out="x", optimizer="lion").resolved()
+    resolved = TrainConfig(data="rel/a.npz", out="runs/x").resolved()
+    assert Path(resolved.data).is_absolute() and Path(resolved.out).is_absolute()
