@@ -138,6 +138,19 @@ def test_killed_benchmark_resumes_without_recomputing_finished_cells(tmp_path: P
     assert not list(tmp_path.glob(".*.tmp"))  # no temporary file left behind
 
 
+def test_torn_last_line_is_dropped_and_redone(tmp_path: Path) -> None:
+    fake = FakeBackend()
+    Benchmark(_config(tmp_path, ("static",)), fake.backend(), progress=False).run()
+    path = tmp_path / "results.csv"
+    text = path.read_text()
+    last = text.rstrip("\n").rsplit("\n", 1)[1]
+    path.write_text(text[: len(text) - len(last) // 2 - 1])  # a kill in the middle of a write
+    again = FakeBackend()
+    Benchmark(_config(tmp_path, ("static",)), again.backend(), progress=False).run()
+    assert again.trained == [] and len(again.evaluated) == 1
+    assert path.read_text().count("\n") == text.count("\n")
+
+
 def test_unimodal_best_view_is_chosen_on_validation_once(tmp_path: Path) -> None:
     fake = FakeBackend()
     Benchmark(_config(tmp_path, ("unimodal",)), fake.backend(), progress=False).run()
@@ -153,6 +166,8 @@ def test_cells_and_missing_subsets() -> None:
     cells = evaluation_cells(grid, ("a", "b", "c"))
     # clean + 2 severities x (all, each, a, b, c) + 6 proper non-empty subsets
     assert len(cells) == 1 + 2 * 5 + 6
+    grid = Grid(severities={"gaussian": (0.0, 1.0), "blur": (0.0, 1.0)}, max_missing_subsets=0)
+    assert len(evaluation_cells(grid, ("a", "b"))) == 1 + 4 + 2  # blur: all and each only
     many = missing_subsets([f"m{i}" for i in range(6)], limit=20, seed=0)
     assert len(many) == 20 and len(set(many)) == 20
     assert many == missing_subsets([f"m{i}" for i in range(6)], limit=20, seed=0)
@@ -193,9 +208,7 @@ def test_real_benchmark_on_mfeat_resumes(tmp_path: Path) -> None:
     from robustfusion.evaluation.benchmark import default_backend
 
     torch.set_num_threads(1)
-    grid = Grid(
-        severities={"gaussian": (0.0, 2.0)}, per_modality_targets=False, max_missing_subsets=2
-    )
+    grid = Grid(severities={"gaussian": (0.0, 2.0)}, modality_targets=(), max_missing_subsets=2)
     base = TrainConfig(
         dataset="mfeat", dataset_options={"views": "fou,kar"}, epochs=1, batch_size=128
     )

@@ -57,7 +57,7 @@ def test_report_tables_and_figures(tmp_path: Path) -> None:
         "methods": ["static"],
         "grid": {
             "severities": {"gaussian": [0.0, 2.0]},
-            "targets": ["all", "each", "a"],
+            "targets": {"gaussian": ["all", "each", "a"]},
             "missing_subsets": ["a"],
         },
     }

@@ -2,9 +2,9 @@
 
 Cells are trainings ``(method, seed)`` (run folders ``DIR/runs/<method>-s<seed>/``, skipped when
 their ``metrics.json`` exists, resumed from their last checkpoint otherwise) and evaluations
-``(method, seed, corruption, severity, target)``. ``DIR/results.csv`` is rewritten atomically
-after every evaluation cell and read back on start, so a killed benchmark redoes nothing that
-finished. Severity 0 of every curve is the run's clean evaluation (computed once). The
+``(method, seed, corruption, severity, target)``. Every finished evaluation cell is appended to
+``DIR/results.csv`` as one line in a single write (see :class:`ResultsTable`), and the file is read
+back on start, so a killed benchmark redoes nothing that finished. Severity 0 of every curve is the run's clean evaluation (computed once). The
 missing-modality table uses rows ``corruption = missing_subset``, ``target = the absent
 modalities joined by '+'``.
 
@@ -18,6 +18,7 @@ import csv
 import io
 import json
 import math
+import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -122,57 +123,69 @@ class BenchmarkConfig:
 
 
 class ResultsTable:
-    """``results.csv`` held in memory, keyed by cell; every :meth:`add` rewrites it atomically."""
+    """``results.csv``: a header, then one line per cell, appended with a single ``write``.
 
-    def __init__(self, path: Path) -> None:
+    A line is complete or absent: a process killed mid-write leaves at most a torn last line
+    without its newline, which the next reader drops (rewriting the file atomically). Columns are
+    fixed when the file is created (``columns``, or the first row's keys).
+    """
+
+    def __init__(self, path: Path, columns: Sequence[str] | None = None) -> None:
         self.path = Path(path)
         self.rows: dict[CellKey, dict[str, str]] = {}
-        self.columns: list[str] = list(BASE_COLUMNS)
+        self.columns: list[str] = list(columns) if columns else []
         if self.path.is_file():
-            self._read()
+            self._read(columns)
 
-    def _read(self) -> None:
-        with self.path.open(newline="", encoding="utf-8") as handle:
-            reader = csv.DictReader(handle)
-            missing = [c for c in BASE_COLUMNS if c not in (reader.fieldnames or [])]
-            if missing:
-                raise DataError(
-                    f"{self.path} is not a benchmark results file (no column {missing[0]}): "
-                    "use another --out or delete it"
-                )
-            self.columns = list(reader.fieldnames or BASE_COLUMNS)
-            for row in reader:
-                key = cell_key(
-                    row["method"], int(row["seed"]), row["corruption"], float(row["severity"]),
-                    row["target"],
-                )  # fmt: skip
-                self.rows[key] = row
+    def _read(self, expected: Sequence[str] | None) -> None:
+        raw = self.path.read_bytes()
+        if raw and not raw.endswith(b"\n"):
+            raw = raw[: raw.rfind(b"\n") + 1]  # a torn last line: that cell is redone
+            write_text(self.path, raw.decode("utf-8"))
+        reader = csv.DictReader(io.StringIO(raw.decode("utf-8"), newline=""))
+        header = list(reader.fieldnames or [])
+        missing = [c for c in (*BASE_COLUMNS, *(expected or ())) if c not in header]
+        if missing:
+            raise DataError(
+                f"{self.path} is not this benchmark's results file (no column {missing[0]}): "
+                "use another --out or delete it"
+            )
+        self.columns = header
+        for row in reader:
+            self.rows[_row_key(row)] = row
 
     def __contains__(self, key: object) -> bool:
         return key in self.rows
 
     def add(self, row: dict[str, Any]) -> None:
+        """Record a cell and append its line to the file (creating it with its header)."""
         text = {k: _text(v) for k, v in row.items()}
-        for column in text:
-            if column not in self.columns:
-                self.columns.append(column)
-        key = cell_key(
-            text["method"], int(text["seed"]), text["corruption"], float(text["severity"]),
-            text["target"],
-        )  # fmt: skip
-        self.rows[key] = text
-        self.write()
-
-    def write(self) -> None:
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=self.columns, lineterminator="\n")
-        writer.writeheader()
-        for row in self.rows.values():
-            writer.writerow({c: row.get(c, "") for c in self.columns})
-        write_text(self.path, buffer.getvalue())
+        if not self.columns:
+            self.columns = list(BASE_COLUMNS) + [k for k in text if k not in BASE_COLUMNS]
+        if not self.path.is_file():
+            write_text(self.path, _csv_line(self.columns, {c: c for c in self.columns}))
+        self.rows[_row_key(text)] = text
+        line = _csv_line(self.columns, text).encode("utf-8")
+        handle = os.open(self.path, os.O_WRONLY | os.O_APPEND)
+        try:
+            os.write(handle, line)
+        finally:
+            os.close(handle)
 
     def records(self) -> list[dict[str, str]]:
         return list(self.rows.values())
+
+
+def _csv_line(columns: Sequence[str], row: dict[str, str]) -> str:
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerow([row.get(c, "") for c in columns])
+    return buffer.getvalue()
+
+
+def _row_key(row: dict[str, str]) -> CellKey:
+    return cell_key(
+        row["method"], int(row["seed"]), row["corruption"], float(row["severity"]), row["target"]
+    )
 
 
 def _text(value: Any) -> str:
@@ -193,7 +206,7 @@ def evaluation_cells(grid: Grid, modalities: Sequence[str]) -> list[Cell]:
     """Clean first, then every (corruption, target, severity > 0), then the missing subsets."""
     cells = [Cell(CLEAN, 0.0, "all")]
     for corruption, severities in grid.severities.items():
-        for target in grid.targets(modalities):
+        for target in grid.targets(modalities, corruption):
             cells += [Cell(corruption, float(s), target) for s in severities if s > 0]
     for subset in missing_subsets(modalities, grid.max_missing_subsets, grid.eval_seed):
         cells.append(Cell(MISSING_SUBSET, 1.0, subset_name(subset), tuple(subset)))
@@ -218,7 +231,7 @@ class Benchmark:
         self.backend = backend or default_backend()
         self.progress = progress
         self.out = Path(config.out)
-        self.results = ResultsTable(self.out / RESULTS_FILE)
+        self.results = ResultsTable(self.out / RESULTS_FILE)  # replaced once the columns are known
         self.modalities: tuple[str, ...] = ()
 
     # -------------------------------------------------------------- configs
@@ -269,6 +282,10 @@ class Benchmark:
         )
         modalities = info.modality_names
         self.modalities = modalities
+        columns = [*BASE_COLUMNS, *(f"weight_{m}" for m in modalities)]
+        self.results = ResultsTable(
+            self.out / RESULTS_FILE, columns + [f"uacc_{m}" for m in modalities]
+        )
         cells = evaluation_cells(config.grid, modalities)
         total = len(config.methods) * len(config.seeds) * (1 + len(cells))
         meta = self._meta(info, cells)
@@ -332,16 +349,11 @@ class Benchmark:
 
     def _copy_clean(self, row: dict[str, Any]) -> None:
         """Severity 0 of every curve is the clean result (not a separate evaluation)."""
-        changed = False
         for corruption in self.config.grid.severities:
-            for target in self.config.grid.targets(self.modalities):
+            for target in self.config.grid.targets(self.modalities, corruption):
                 key = cell_key(row["method"], int(row["seed"]), corruption, 0.0, target)
-                if key not in self.results.rows:
-                    copy = {**row, "corruption": corruption, "target": target}
-                    self.results.rows[key] = {k: _text(v) for k, v in copy.items()}
-                    changed = True
-        if changed:
-            self.results.write()
+                if key not in self.results:
+                    self.results.add({**row, "corruption": corruption, "target": target})
 
     def _evaluate(
         self, model: Any, splits: DataSplits, info: DatasetInfo, cell: Cell
@@ -371,7 +383,10 @@ class Benchmark:
             "seeds": list(config.seeds),
             "grid": {
                 "severities": {k: list(v) for k, v in config.grid.severities.items()},
-                "targets": list(config.grid.targets(info.modality_names)),
+                "targets": {
+                    c: list(config.grid.targets(info.modality_names, c))
+                    for c in config.grid.severities
+                },
                 "missing_subsets": [c.target for c in cells if c.corruption == MISSING_SUBSET],
                 "eval_seed": config.grid.eval_seed,
             },

@@ -126,7 +126,12 @@ def write_report(out: Path) -> Path:
         c: sorted({float(r["severity"]) for r in results.rows if r["corruption"] == c})
         for c in {r["corruption"] for r in results.rows} - {CLEAN, MISSING_SUBSET}
     }
-    targets = meta.get("grid", {}).get("targets") or ["all", "each"]
+    saved_targets = meta.get("grid", {}).get("targets") or ["all", "each"]
+    targets: dict[str, list[str]] = (
+        saved_targets
+        if isinstance(saved_targets, dict)
+        else {c: list(saved_targets) for c in severities}
+    )
     lines = [f"# Robustness benchmark: {meta.get('dataset', '?')}", ""]
     lines += _overview(meta, results)
     lines += _clean_table(results)
@@ -230,12 +235,12 @@ def _robustness_table(results: Results, severities: dict[str, list[float]]) -> l
 
 
 def _curves(
-    out: Path, results: Results, severities: dict[str, list[float]], targets: Sequence[str]
+    out: Path, results: Results, severities: dict[str, list[float]], targets: dict[str, list[str]]
 ) -> list[str]:
     lines = ["## Accuracy vs severity", ""]
     for corruption in severities:
         panels: dict[str, dict[str, Curve]] = {}
-        for target in targets:
+        for target in targets.get(corruption, ["all", "each"]):
             curves = {
                 m: c for m in results.methods if (c := results.mean_curve(m, corruption, target))
             }
@@ -260,10 +265,9 @@ def _weight_curves(
     results: Results,
     severities: dict[str, list[float]],
     modalities: Sequence[str],
-    targets: Sequence[str],
+    targets: dict[str, list[str]],
 ) -> list[str]:
-    named = [m for m in modalities if m in targets]
-    if not named:
+    if not any(m in t for t in targets.values() for m in modalities):
         return []
     lines = [
         "## Weight of the corrupted modality",
@@ -276,7 +280,7 @@ def _weight_curves(
         if corruption == "missing":
             continue  # an absent modality's weight is 0 by definition
         panels: dict[str, dict[str, Curve]] = {}
-        for m in named:
+        for m in [m for m in modalities if m in targets.get(corruption, [])]:
             curves = {
                 method: c
                 for method in results.methods
@@ -341,15 +345,16 @@ def _missing_table(results: Results) -> list[str]:
 
 
 def _grid_section(
-    meta: dict[str, Any], severities: dict[str, list[float]], targets: Sequence[str]
+    meta: dict[str, Any], severities: dict[str, list[float]], targets: dict[str, list[str]]
 ) -> list[str]:
     grid = meta.get("grid", {})
     lines = ["## Grids", ""]
     for corruption, values in severities.items():
-        lines.append(f"- `{corruption}`: severities {', '.join(f'{v:g}' for v in values)}")
-    lines.append(
-        f"- targets: {', '.join(targets)} (`each`: every modality independently with p = 0.5)"
-    )
+        lines.append(
+            f"- `{corruption}`: severities {', '.join(f'{v:g}' for v in values)}; targets "
+            f"{', '.join(targets.get(corruption, ['all', 'each']))}"
+        )
+    lines.append("- target `each`: every modality corrupted independently with p = 0.5")
     if grid.get("missing_subsets"):
         lines.append(
             f"- missing subsets ({len(grid['missing_subsets'])}): {', '.join(grid['missing_subsets'])}"
@@ -361,8 +366,9 @@ def _grid_section(
         + "; ".join(
             f"{k} {', '.join(f'{v:g}' for v in vs)}" for k, vs in grids.DEFAULT_SEVERITIES.items()
         )
-        + f"; targets all, each and every modality; at most {grids.MAX_MISSING_SUBSETS} missing "
-        "subsets. `--quick`: "
+        + "; targets all and each, plus every modality for "
+        + ", ".join(grids.Grid().modality_targets)
+        + f"; at most {grids.MAX_MISSING_SUBSETS} missing subsets. `--quick`: "
         + "; ".join(
             f"{k} {', '.join(f'{v:g}' for v in vs)}" for k, vs in grids.QUICK_SEVERITIES.items()
         )
