@@ -22,15 +22,16 @@ def test_dropout_is_identity_at_eval_unless_active() -> None:
 def test_explicit_mask_is_used_and_generator_is_reproducible() -> None:
     layer = MCDropout(0.25)
     x = torch.ones(3, 8)
-    mask = torch.zeros(3, 8)
-    mask[:, :2] = 1
+    mask = torch.zeros(3, 8, dtype=torch.bool)
+    mask[:, :2] = True
     out = layer(x, mask)
     assert torch.allclose(out[:, :2], torch.full((3, 2), 1 / 0.75))
     assert torch.equal(out[:, 2:], torch.zeros(3, 6))
     first = layer.sample_mask((100,), generator=torch.Generator().manual_seed(3))
     second = layer.sample_mask((100,), generator=torch.Generator().manual_seed(3))
     assert torch.equal(first, second)
-    assert 0.6 < float(first.mean()) < 0.9
+    assert first.dtype == torch.bool
+    assert 0.6 < float(first.float().mean()) < 0.9
 
 
 def test_rejects_invalid_probability() -> None:

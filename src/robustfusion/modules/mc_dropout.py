@@ -34,12 +34,10 @@ class MCDropout(nn.Module):
         shape: tuple[int, ...],
         *,
         device: torch.device | str | None = None,
-        dtype: torch.dtype | None = None,
         generator: torch.Generator | None = None,
     ) -> Tensor:
-        """A keep-mask of ones (probability ``1 - p``) and zeros."""
-        mask = torch.empty(shape, device=device, dtype=dtype or torch.get_default_dtype())
-        return mask.bernoulli_(1.0 - self.p, generator=generator)
+        """A boolean keep-mask, ``True`` with probability ``1 - p``."""
+        return torch.rand(shape, device=device, generator=generator) < (1.0 - self.p)
 
     def forward(
         self,
@@ -48,13 +46,12 @@ class MCDropout(nn.Module):
         active: bool | None = None,
         generator: torch.Generator | None = None,
     ) -> Tensor:
+        """``x * mask / (1 - p)``; ``mask`` broadcasts against ``x`` (``[T, B, D]`` for ``[B, D]``)."""
         if mask is None:
             if not (self.training if active is None else active) or self.p == 0.0:
                 return x
-            mask = self.sample_mask(
-                tuple(x.shape), device=x.device, dtype=x.dtype, generator=generator
-            )
-        return x * mask.to(x.dtype) / (1.0 - self.p)
+            mask = self.sample_mask(tuple(x.shape), device=x.device, generator=generator)
+        return torch.mul(x * (1.0 / (1.0 - self.p)), mask)
 
 
 class MCDropoutHead(nn.Module):
@@ -89,14 +86,16 @@ class MCDropoutHead(nn.Module):
         batch_size: int,
         *,
         device: torch.device | str | None = None,
-        dtype: torch.dtype | None = None,
         generator: torch.Generator | None = None,
     ) -> HeadMasks:
-        """Keep-masks ``([T, B, in_dim], [T, B, shared_dim])`` for :meth:`mc_forward`."""
-        kwargs = {"device": device, "dtype": dtype, "generator": generator}
+        """Boolean keep-masks ``([T, B, in_dim], [T, B, shared_dim])`` for :meth:`mc_forward`."""
         return (
-            self.input_dropout.sample_mask((samples, batch_size, self.in_dim), **kwargs),
-            self.shared_dropout.sample_mask((samples, batch_size, self.shared_dim), **kwargs),
+            self.input_dropout.sample_mask(
+                (samples, batch_size, self.in_dim), device=device, generator=generator
+            ),
+            self.shared_dropout.sample_mask(
+                (samples, batch_size, self.shared_dim), device=device, generator=generator
+            ),
         )
 
     def mc_forward(
@@ -108,18 +107,10 @@ class MCDropoutHead(nn.Module):
     ) -> tuple[Tensor, Tensor]:
         """``T`` stochastic passes as ONE batched pass: ``(z [T, B, S], logits [T, B, K])``.
 
-        ``x`` (``[B, D]``) is repeated ``T`` times along the batch axis; dropout is active whatever
-        the module's mode. ``masks`` (from :meth:`sample_masks`) fixes the dropout masks.
+        ``x`` (``[B, D]``) is broadcast ``T`` times along a leading sample axis (the dropout
+        multiplication materialises the repeated batch; no separate copy); dropout is active
+        whatever the module's mode. ``masks`` (from :meth:`sample_masks`) fixes the masks.
         """
-        batch_size = x.shape[0]
         if masks is None:
-            masks = self.sample_masks(
-                samples, batch_size, device=x.device, dtype=x.dtype, generator=generator
-            )
-        repeated = x.unsqueeze(0).expand(samples, *x.shape).reshape(samples * batch_size, -1)
-        flat = (
-            masks[0].reshape(samples * batch_size, -1),
-            masks[1].reshape(samples * batch_size, -1),
-        )
-        z, logits = self(repeated, flat, active=True)
-        return z.reshape(samples, batch_size, -1), logits.reshape(samples, batch_size, -1)
+            masks = self.sample_masks(samples, x.shape[0], device=x.device, generator=generator)
+        return self(x.unsqueeze(0), masks, active=True)
