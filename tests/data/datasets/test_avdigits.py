@@ -113,5 +113,5 @@ def test_other_version_must_be_rebuilt(tmp_path: Path) -> None:
         version=np.array(avdigits.VERSION + 1),
         config=np.array(json.dumps({})),
     )
-    with pytest.raises(DataError, match="--force"):
+    with pytest.raises(DataError, match="force=true"):
         load_dataset("avdigits", root=tmp_path)

@@ -360,13 +360,13 @@ def load(root: Path | None, seed: int) -> DataSplits:
             if version != VERSION:
                 raise DataError(
                     f"{path} was built by avdigits version {version}, this is {VERSION}: "
-                    f"rebuild it with `{PREPARE_COMMAND} --force`"
+                    f"rebuild it with `{PREPARE_COMMAND} --option force=true`"
                 )
             arrays = {k: archive[k] for k in ("image", "audio", "y", "split", "voice", "snr_db")}
             config = json.loads(str(archive["config"]))
     except (OSError, ValueError, KeyError) as err:
         raise DataError(
-            f"{path} is unreadable ({err}): rebuild it with `{PREPARE_COMMAND} --force`"
+            f"{path} is unreadable ({err}): rebuild it with `{PREPARE_COMMAND} --option force=true`"
         ) from err
     split_idx = {s: np.flatnonzero(arrays["split"] == s) for s in SPLIT_NAMES}
     train = split_idx["train"]
