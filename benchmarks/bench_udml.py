@@ -1,0 +1,135 @@
+"""Training step time of UDML against static fusion, measured in the same process (issue 5: <= 1.3x).
+
+Both models are built by the trainer's own builder on the same data and batches and trained in a
+plain PyTorch loop with every hook the trainer calls (``prepare_batch``, ``losses``,
+``after_backward``, ``logged_values``). UDML is timed in its most expensive phase (noise injection,
+dependency update and full weights: epoch 8 of 10). Blocks of steps alternate between the methods
+(static, udml, static, udml, ...) so that load on a shared machine hits both alike; the figure is
+the ratio of the median per-step times over blocks. The first block of each is a warm-up. The time
+UDML spends in ``prepare_batch`` (noise injection) is reported separately.
+
+    python benchmarks/bench_udml.py --dataset avdigits
+    python benchmarks/bench_udml.py --dataset mfeat --out bench_udml_mfeat.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from robustfusion.data import load_dataset
+from robustfusion.data.base import TensorMultimodalDataset
+from robustfusion.model import MultimodalModel
+from robustfusion.training.build import build_model
+from robustfusion.training.config import TrainConfig
+
+
+def _block(
+    model: MultimodalModel,
+    optimizer: torch.optim.Optimizer,
+    dataset: TensorMultimodalDataset,
+    batch_size: int,
+    steps: int,
+    seed: int,
+) -> tuple[float, float]:
+    """``steps`` training steps; returns (seconds per step, seconds per step in prepare_batch)."""
+    method = model.method
+    model.train()
+    order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))
+    batches = [
+        dataset.__getitems__(order[(i * batch_size) % len(dataset) :][:batch_size].tolist())
+        for i in range(steps)
+    ]
+    prepare = 0.0
+    started = time.perf_counter()
+    for batch in batches:
+        tick = time.perf_counter()
+        batch = method.prepare_batch(batch, True)
+        prepare += time.perf_counter() - tick
+        output = model(batch)
+        loss = torch.stack(list(method.losses(output, batch).values())).sum()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        method.after_backward(model.encoders)
+        optimizer.step()
+        method.logged_values()
+    return (time.perf_counter() - started) / steps, prepare / steps
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", default="avdigits")
+    parser.add_argument("--blocks", type=int, default=5, help="timed blocks per method")
+    parser.add_argument("--steps", type=int, default=10, help="steps per block")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--feature-dim", type=int, default=128)
+    parser.add_argument("--hidden-dim", type=int, default=128)
+    parser.add_argument("--cnn-width", type=int, default=32)
+    parser.add_argument("--fusion", default="concat")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out", type=Path, default=None, help="write the figures as JSON")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    splits = load_dataset(args.dataset, seed=0)
+    models: dict[str, MultimodalModel] = {}
+    optimizers: dict[str, torch.optim.Optimizer] = {}
+    for name in ("static", "udml"):
+        config = TrainConfig(
+            dataset=args.dataset,
+            method=name,
+            fusion=args.fusion,
+            feature_dim=args.feature_dim,
+            hidden_dim=args.hidden_dim,
+            encoder_options={"cnn": {"width": args.cnn_width}},
+            out="unused",
+        )
+        torch.manual_seed(0)
+        models[name] = build_model(config, splits.info)
+        models[name].method.on_epoch_start(8, 10)
+        optimizers[name] = torch.optim.Adam(models[name].parameters(), lr=1e-3)
+    times: dict[str, list[float]] = {name: [] for name in models}
+    prepare: list[float] = []
+    for block in range(args.blocks + 1):
+        for name, model in models.items():
+            per_step, in_prepare = _block(
+                model, optimizers[name], splits.train, args.batch_size, args.steps, seed=block
+            )
+            if block > 0:
+                times[name].append(per_step)
+                if name == "udml":
+                    prepare.append(in_prepare)
+    static, udml = (statistics.median(times[name]) for name in ("static", "udml"))
+    result = {
+        "dataset": args.dataset,
+        "fusion": args.fusion,
+        "batch_size": args.batch_size,
+        "feature_dim": args.feature_dim,
+        "hidden_dim": args.hidden_dim,
+        "cnn_width": args.cnn_width,
+        "modalities": len(splits.info.modalities),
+        "blocks_timed": args.blocks,
+        "steps_per_block": args.steps,
+        "median_step_ms": {"static": 1000 * static, "udml": 1000 * udml},
+        "udml_prepare_batch_ms": 1000 * statistics.median(prepare),
+        "ratio_udml_over_static": udml / static,
+        "torch_threads": args.threads,
+    }
+    print(json.dumps(result, indent=2))
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        handle, temp = tempfile.mkstemp(dir=args.out.parent, suffix=".json")
+        with os.fdopen(handle, "w") as stream:
+            json.dump(result, stream, indent=2)
+        os.replace(temp, args.out)
+
+
+if __name__ == "__main__":
+    main()
