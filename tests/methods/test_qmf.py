@@ -92,7 +92,6 @@ def test_rank_term_orders_confidences_by_history() -> None:
     method = build_method("qmf", spec, {"qmf": {"num_train_samples": 2}})
     method.history.copy_(torch.tensor([[5.0, 0.0]]))  # sample 0 has been hard, sample 1 easy
     method.seen.fill_(True)
-    method.max_correctness.fill_(5.0)
     features = {"a": torch.randn(2, 3)}
     present = {"a": torch.ones(2, dtype=torch.bool)}
     optimiser = torch.optim.SGD(method.heads.parameters(), lr=0.5)

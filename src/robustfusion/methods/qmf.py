@@ -9,10 +9,14 @@ ranking regulariser, which orders confidences by each sample's accumulated unimo
 the paper's form by default, ``margin_sign=-1`` for the code's).
 
 The history is a buffer ``[M, N]`` indexed by ``batch.index`` (``N = num_train_samples``, default
-65536 slots, enough for every dataset here; unused slots are ignored by the normalisation). ``max_correctness`` counts the epochs
-(the code's ``max_correctness_update``). ``weights`` for reports are the present modalities'
-confidences clamped at 0 and normalised (the fusion itself uses the raw ``c_m``). Under DDP every
-process keeps the history of the samples it sees (not all-reduced: the indices differ).
+65536 slots, enough for every dataset here; unused slots are ignored by the normalisation). Margins
+are normalised by the spread of the accumulated losses over the samples seen so far, ``max h - min
+h`` [ours]: the code divides by ``max_correctness - min h`` with ``max_correctness`` an epoch
+counter (from CRL, where ``h`` counts 0/1 correct predictions); with accumulated *losses* that
+denominator can be <= 0 in the first epochs, which made margins explode (rank loss ~1e12 in our
+first runs). ``weights`` for reports are the present modalities' confidences clamped at 0 and
+normalised (the fusion itself uses the raw ``c_m``). Under DDP every process keeps the history of
+the samples it sees (not all-reduced: the indices differ).
 """
 
 from __future__ import annotations
@@ -66,11 +70,6 @@ class QMF(Method):
             raise ConfigError(f"qmf: num_train_samples must be >= 1, got {num_train_samples}")
         self.register_buffer("history", torch.zeros(len(self.modalities), size))
         self.register_buffer("seen", torch.zeros(size, dtype=torch.bool))
-        self.register_buffer("max_correctness", torch.tensor(1.0))
-
-    def on_epoch_start(self, epoch: int, max_epochs: int) -> None:
-        """The code's ``max_correctness_update``: one more epoch of history (at least 1)."""
-        self.max_correctness.fill_(float(max(1, epoch)))
 
     def forward(
         self, features: Mapping[str, Tensor], present: Mapping[str, Tensor]
@@ -108,8 +107,7 @@ class QMF(Method):
             if self.rank_weight > 0:
                 history = self.history[i, batch.index]
                 seen_history = self.history[i][self.seen]
-                low = seen_history.min() if seen_history.numel() else seen_history.new_zeros(())
-                span = self.max_correctness - low
+                span = seen_history.max() - seen_history.min()
                 rank = rank + ranking_loss(
                     output.extras["confidence"][:, i], history, span, seen, self.margin_sign
                 )

@@ -26,8 +26,8 @@ def energy_confidence(logits: Tensor, temperature: float = 1.0, scale: float = 0
 def ranking_targets(history_i: Tensor, history_j: Tensor, span: Tensor) -> tuple[Tensor, Tensor]:
     """Sign ``t = sign(h_i - h_j)`` and margin ``|h_i - h_j| / span`` of two history values.
 
-    ``h`` is the accumulated per-sample loss; ``span`` the normaliser of the code's
-    ``correctness_normalize`` (``max_correctness - min h``), so margins are comparable across epochs.
+    ``h`` is the accumulated per-sample loss; ``span`` normalises it (the code's
+    ``correctness_normalize``; see :mod:`robustfusion.methods.qmf` for our choice of span).
     """
     target = torch.sign(history_i - history_j)
     margin = (history_i - history_j).abs() / span.clamp_min(1e-12)
