@@ -42,3 +42,24 @@ def test_method_is_stochastic_in_training_only_and_trains() -> None:
     out = method(features, present)
     assert (out.logits.argmax(1) == target).float().mean() > 0.95
     torch.testing.assert_close(out.weights.sum(1), torch.ones(64))
+
+
+def test_fusion_receives_residual_weights() -> None:
+    torch.manual_seed(0)
+    spec = MethodSpec(
+        modalities=("a", "b"), feature_dims={"a": 3, "b": 3}, num_classes=2, fusion="sum"
+    )
+    seen: list[torch.Tensor] = []
+    for residual in (True, False):
+        method = build_method("pe", spec, {"pe": {"residual": residual}}).eval()
+        method.fusion.register_forward_hook(
+            lambda mod, args, kwargs, out: seen.append(kwargs["weights"]), with_kwargs=True
+        )
+        present = {
+            "a": torch.ones(4, dtype=torch.bool),
+            "b": torch.tensor([True, True, False, False]),
+        }
+        out = method({"a": torch.randn(4, 3), "b": torch.randn(4, 3)}, present)
+        count = torch.tensor([[2.0], [2.0], [1.0], [1.0]])
+        expected = 1 + count * out.weights if residual else count * out.weights
+        torch.testing.assert_close(seen[-1], expected)

@@ -4,8 +4,9 @@ Per modality a probabilistic head (:mod:`robustfusion.modules.probabilistic`, sh
 gives ``mu_m`` and ``logvar_m``; ``z_m = mu_m + eps sigma_m`` in training, ``mu_m`` in evaluation.
 Uncertainty ``s_m = mean_d sigma_{m,d}^2`` and weight ``w_m = s_m^{-1} / sum_k s_k^{-1}`` over present
 modalities (UDML's estimate without the dependency term and without the supervised noise
-predictor). The fusion head receives ``M w_m`` so that equal uncertainties leave static fusion
-unchanged. Loss: CE + ``kl_weight`` * sum_m KL(N(mu_m, sigma_m^2) || N(0, 1)) over present samples
+predictor). As in UDML's code the weights are applied residually: the fusion head receives
+``1 + n w_m`` (``n`` present modalities, so ``n w`` sums to ``n`` like UDML's ``w``), which keeps
+every modality in play; ``residual=False`` passes ``n w_m`` instead (pure reweighting). Loss: CE + ``kl_weight`` * sum_m KL(N(mu_m, sigma_m^2) || N(0, 1)) over present samples
 (``kl_weight`` 1e-5, UDML's beta on CREMA-D). Gradients flow through the weights (the weights are
 learned with the task, as in PE-style fusion).
 """
@@ -38,13 +39,14 @@ def inverse_variance_weights(
     "pe", "probabilistic-embedding dynamic fusion: weights proportional to 1/mean sigma^2"
 )
 class ProbabilisticEmbeddingFusion(Method):
-    """Options: ``kl_weight`` (1e-5)."""
+    """Options: ``kl_weight`` (1e-5), ``residual`` (True: fusion input ``(1 + n w_m) z_m``)."""
 
-    def __init__(self, spec: MethodSpec, kl_weight: float = 1e-5) -> None:
+    def __init__(self, spec: MethodSpec, kl_weight: float = 1e-5, residual: bool = True) -> None:
         super().__init__(spec)
         if kl_weight < 0:
             raise ConfigError(f"pe: kl_weight must be >= 0, got {kl_weight}")
         self.kl_weight = float(kl_weight)
+        self.residual = bool(residual)
         self.heads = nn.ModuleDict(
             {
                 m: ProbabilisticHead(spec.feature_dims[m], spec.feature_dims[m], spatial=False)
@@ -67,7 +69,9 @@ class ProbabilisticEmbeddingFusion(Method):
             extras[f"mu/{m}"] = mu
             extras[f"logvar/{m}"] = logvar
         weights = inverse_variance_weights(logvars, present, self.modalities)
-        fused = self.fusion(samples, present, weights=weights * len(self.modalities))
+        count = torch.stack([present[m] for m in self.modalities], dim=1).sum(1, keepdim=True)
+        scale = weights * count.to(weights.dtype)
+        fused = self.fusion(samples, present, weights=1.0 + scale if self.residual else scale)
         return FusionOutput(
             logits=self.classifier(fused),
             weights=weights,
