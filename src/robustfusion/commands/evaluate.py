@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 from robustfusion.errors import ConfigError
-from robustfusion.evaluation.evaluate import evaluate_run
 from robustfusion.registry import CORRUPTIONS
 from robustfusion.training.files import write_json
 
@@ -79,6 +78,8 @@ def format_table(report: dict[str, Any]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from robustfusion.evaluation.evaluate import evaluate_run  # Lightning loads only when needed
+
     run_dir = Path(args.run_dir)
     if args.corruption is not None:
         CORRUPTIONS.get(args.corruption)  # unknown names fail before the run is loaded

@@ -8,7 +8,6 @@ from pathlib import Path
 
 from robustfusion.commands._options import flat_options, nested_options
 from robustfusion.training.config import TrainConfig
-from robustfusion.training.run import CONFIG_FILE, train
 
 NAME = "train"
 HELP = "train a method on a dataset; writes DIR/config.yaml, DIR/model.pt and DIR/metrics.json"
@@ -74,8 +73,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     """The base config (``--config``, or DIR's own when resuming), overridden by the flags."""
     if args.config is not None:
         base = TrainConfig.from_yaml(Path(args.config))
-    elif args.resume and args.out is not None and (Path(args.out) / CONFIG_FILE).is_file():
-        base = TrainConfig.from_yaml(Path(args.out) / CONFIG_FILE)
+    elif args.resume and args.out is not None and (Path(args.out) / "config.yaml").is_file():
+        base = TrainConfig.from_yaml(Path(args.out) / "config.yaml")
     else:
         base = TrainConfig()
     overrides = {
@@ -113,6 +112,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 
 def run(args: argparse.Namespace) -> int:
+    from robustfusion.training.run import train  # Lightning loads only when training
+
     config = config_from_args(args)
     metrics = train(config, resume=args.resume, progress=not args.no_progress)
     if metrics:

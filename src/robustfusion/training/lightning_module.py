@@ -56,7 +56,15 @@ class FusionModule(L.LightningModule):
         terms = self.method.losses(output, batch)
         loss = torch.stack([value for value in terms.values()]).sum()
         size = batch.batch_size
-        self.log("train_loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=size)
+        self.log(
+            "train_loss",
+            loss,
+            on_step=True,
+            on_epoch=True,
+            prog_bar=True,
+            batch_size=size,
+            sync_dist=True,
+        )
         for name, value in terms.items():
             self.log(f"loss/{name}", value.detach(), on_step=True, batch_size=size)
         for name, value in self.method.logged_values().items():

@@ -178,9 +178,12 @@ class _quiet_lightning:
     """Silence Lightning's banner lines and advice warnings that are noise for this CLI."""
 
     def __enter__(self) -> None:
-        self._logger = logging.getLogger("lightning.pytorch")
-        self._level = self._logger.level
-        self._logger.setLevel(logging.WARNING)
+        self._loggers = [
+            logging.getLogger(name) for name in ("lightning.pytorch", "lightning.fabric")
+        ]
+        self._levels = [logger.level for logger in self._loggers]
+        for logger in self._loggers:
+            logger.setLevel(logging.WARNING)
         self._warnings = warnings.catch_warnings()
         self._warnings.__enter__()
         for pattern in (
@@ -191,9 +194,11 @@ class _quiet_lightning:
             ".*You are using `torch.load` with `weights_only=False`.*",
             ".*isinstance\\(treespec, LeafSpec\\)` is deprecated.*",
             ".*You have overridden `transfer_batch_to_device`.*",
+            ".*It is recommended to use `self.log\\('val_acc'.*",  # reduced by hand already
         ):
             warnings.filterwarnings("ignore", message=pattern)
 
     def __exit__(self, *exc: object) -> None:
         self._warnings.__exit__(*exc)
-        self._logger.setLevel(self._level)
+        for logger, level in zip(self._loggers, self._levels, strict=True):
+            logger.setLevel(level)
