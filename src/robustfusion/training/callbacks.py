@@ -55,7 +55,8 @@ class EpochEnd(L.Callback):
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         epoch = trainer.current_epoch
-        self.best.update(epoch, float(pl_module.val_accuracy), pl_module)
+        if pl_module.model.method.selectable_epoch(epoch, int(trainer.max_epochs or 0)):
+            self.best.update(epoch, float(pl_module.val_accuracy), pl_module)
         tmp = self.checkpoint.with_name(f".{self.checkpoint.name}.tmp")
         trainer.save_checkpoint(tmp, weights_only=False)
         if trainer.is_global_zero:

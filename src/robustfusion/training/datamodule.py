@@ -10,6 +10,7 @@ from torch.utils.data import DataLoader, Sampler
 
 from robustfusion.data import DataSplits, MultimodalDataset, collate
 from robustfusion.training.seeding import epoch_seed
+from robustfusion.types import Batch
 
 
 class EpochSeededSampler(Sampler[int]):
@@ -67,6 +68,11 @@ class MultimodalDataModule(L.LightningDataModule):
             # the loader's own generator: creating an iterator must not consume the global RNG
             generator=torch.Generator().manual_seed(self.seed),
         )
+
+    def transfer_batch_to_device(
+        self, batch: Batch, device: torch.device, dataloader_idx: int
+    ) -> Batch:
+        return batch.to(device)
 
     def train_dataloader(self) -> DataLoader:
         sampler = EpochSeededSampler(len(self.splits.train), self.seed)

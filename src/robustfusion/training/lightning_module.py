@@ -37,11 +37,6 @@ class FusionModule(L.LightningModule):
     def method(self) -> Any:
         return self.model.method
 
-    def transfer_batch_to_device(
-        self, batch: Batch, device: torch.device, dataloader_idx: int
-    ) -> Batch:
-        return batch.to(device)
-
     # ------------------------------------------------------------------ training
     def on_train_epoch_start(self) -> None:
         seed_all(epoch_seed(self.config.seed, self.current_epoch))

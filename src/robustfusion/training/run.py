@@ -193,7 +193,6 @@ class _quiet_lightning:
             ".*is smaller than the logging interval.*",
             ".*You are using `torch.load` with `weights_only=False`.*",
             ".*isinstance\\(treespec, LeafSpec\\)` is deprecated.*",
-            ".*You have overridden `transfer_batch_to_device`.*",
             ".*It is recommended to use `self.log\\('val_acc'.*",  # reduced by hand already
         ):
             warnings.filterwarnings("ignore", message=pattern)

@@ -1,0 +1,127 @@
+"""The trainer calls every hook of the method interface at its moment."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Mapping
+from pathlib import Path
+
+import lightning as L
+import torch
+from torch import Tensor, nn
+
+from robustfusion.data import DatasetInfo, DataSplits, ModalityInfo, TensorMultimodalDataset
+from robustfusion.methods.base import Method, MethodSpec, uniform_weights
+from robustfusion.model import MultimodalModel
+from robustfusion.training.config import TrainConfig
+from robustfusion.training.datamodule import EpochSeededSampler, MultimodalDataModule
+from robustfusion.training.lightning_module import FusionModule
+from robustfusion.types import Batch, FusionOutput
+
+
+class Recording(Method):
+    """A linear method that records how the trainer drives it."""
+
+    def __init__(self, spec: MethodSpec) -> None:
+        super().__init__(spec)
+        self.head = nn.Linear(sum(spec.feature_dims.values()), spec.num_classes)
+        self.calls: list[tuple] = []
+
+    def forward(
+        self, features: Mapping[str, Tensor], present: Mapping[str, Tensor]
+    ) -> FusionOutput:
+        fused = torch.cat([features[m] for m in self.modalities], dim=1)
+        return FusionOutput(
+            self.head(fused), uniform_weights(present, self.modalities), self.modalities
+        )
+
+    def prepare_batch(self, batch: Batch, training: bool) -> Batch:
+        self.calls.append(("prepare", training))
+        return batch
+
+    def after_backward(self, encoders: nn.ModuleDict) -> None:
+        grads = [p.grad is not None for p in encoders.parameters()]
+        self.calls.append(("after_backward", tuple(encoders), all(grads)))
+
+    def on_epoch_start(self, epoch: int, max_epochs: int) -> None:
+        self.calls.append(("epoch", epoch, max_epochs))
+
+    def lr_scale(self, epoch: int, max_epochs: int) -> float:
+        return 0.5**epoch
+
+    def logged_values(self) -> dict[str, float]:
+        return {"probe": 1.25}
+
+
+def _splits(n: int = 24) -> DataSplits:
+    generator = torch.Generator().manual_seed(0)
+    data = {
+        "x": torch.randn(n, 3, generator=generator),
+        "z": torch.randn(n, 2, generator=generator),
+    }
+    target = torch.arange(n) % 2
+    dataset = TensorMultimodalDataset(data, target)
+    info = DatasetInfo("toy", (ModalityInfo("x", (3,)), ModalityInfo("z", (2,))), num_classes=2)
+    return DataSplits(dataset, dataset, dataset, info)
+
+
+def test_trainer_calls_every_hook(tmp_path: Path) -> None:
+    splits = _splits()
+    spec = MethodSpec(modalities=("x", "z"), feature_dims={"x": 4, "z": 4}, num_classes=2)
+    method = Recording(spec)
+    model = MultimodalModel({"x": nn.Linear(3, 4), "z": nn.Linear(2, 4)}, method)
+    config = TrainConfig(epochs=3, batch_size=8, lr=0.1, out=str(tmp_path))
+    module = FusionModule(model, config)
+    lrs: list[float] = []
+
+    class LrProbe(L.Callback):
+        def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+            lrs.append(trainer.optimizers[0].param_groups[0]["lr"])
+
+    trainer = L.Trainer(
+        max_epochs=3,
+        accelerator="cpu",
+        logger=L.pytorch.loggers.CSVLogger(tmp_path, "logs", ""),
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        log_every_n_steps=1,
+        callbacks=[LrProbe()],
+    )
+    trainer.fit(module, datamodule=MultimodalDataModule(splits, 8, 8, seed=0))
+
+    epochs = [c for c in method.calls if c[0] == "epoch"]
+    assert epochs == [("epoch", 0, 3), ("epoch", 1, 3), ("epoch", 2, 3)]
+    backward = [c for c in method.calls if c[0] == "after_backward"]
+    assert len(backward) == 3 * 3 and all(c[1] == ("x", "z") and c[2] for c in backward)
+    prepared = [c[1] for c in method.calls if c[0] == "prepare"]
+    assert prepared.count(True) == 9 and prepared.count(False) == 3 * 3  # val: 24/8 per epoch
+    assert lrs == [0.1, 0.05, 0.025]  # base lr times method.lr_scale(epoch)
+    with (tmp_path / "logs" / "metrics.csv").open() as file:
+        rows = list(csv.DictReader(file))
+    assert any(row.get("method/probe") == "1.25" for row in rows)
+    assert sum(1 for row in rows if row.get("val_acc")) == 3
+    assert 0.0 <= module.val_accuracy <= 1.0
+
+
+def test_sampler_order_depends_only_on_seed_and_epoch() -> None:
+    sampler = EpochSeededSampler(50, seed=3)
+    sampler.set_epoch(4)
+    first = list(sampler)
+    torch.manual_seed(123)  # the global generator plays no part
+    again = EpochSeededSampler(50, seed=3)
+    again.set_epoch(4)
+    assert list(again) == first and sorted(first) == list(range(50))
+    again.set_epoch(5)
+    assert list(again) != first
+
+
+def test_loader_yields_batches(tmp_path: Path) -> None:
+    data = MultimodalDataModule(_splits(10), batch_size=4, eval_batch_size=10, seed=0)
+    batches = list(data.train_dataloader())
+    assert [b.batch_size for b in batches] == [4, 4, 2]
+    assert isinstance(batches[0], Batch)
+    assert sorted(torch.cat([b.index for b in batches]).tolist()) == list(range(10))
+    (val,) = list(data.val_dataloader())
+    assert val.index.tolist() == list(range(10))  # evaluation keeps the split's order
