@@ -11,6 +11,7 @@ recorded in ``meta.json`` under ``failed`` (with the reason) and left out of the
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import sys
 from collections.abc import Mapping, Sequence
@@ -171,7 +172,9 @@ def prepare_clips(
     if workers == 1:
         results = [_prepare_one(job) for job in jobs]
     else:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
+        # "spawn": forking a process that holds torch/FFmpeg thread locks can deadlock.
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
             results = list(pool.map(_prepare_one, jobs, chunksize=8))
     frames = {clip: count for clip, count, error in results if not error}
     failed = {clip: error for clip, _, error in results if error}
