@@ -21,14 +21,6 @@ VOCAB = 64
 IMAGE_TOKEN = 60
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> object:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _blip2() -> nn.Module:
     torch.manual_seed(0)
     config = transformers.Blip2Config(

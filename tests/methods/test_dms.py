@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from torch import Tensor, nn
@@ -12,15 +14,6 @@ from robustfusion.methods.dms import DMS
 from robustfusion.types import Batch
 
 MODALITIES = ("a", "b")
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> object:
-    """Tiny matrices: one thread is several times faster than two on a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _spec(dims: int = 8, classes: int = 4) -> MethodSpec:
@@ -231,3 +224,31 @@ def test_works_with_three_modalities_and_mlp_encoders() -> None:
     assert torch.allclose(out.weights.sum(1), torch.ones(4))
     out.logits.sum().backward()
     assert encoders["x"].weight.grad is not None
+
+
+def test_trains_and_evaluates_through_the_project_trainer(tiny_npz: Path, tmp_path: Path) -> None:
+    from robustfusion.evaluation.evaluate import evaluate_model
+    from robustfusion.training.config import TrainConfig
+    from robustfusion.training.run import load_run, train
+
+    config = TrainConfig(
+        data=str(tiny_npz),
+        method="dms",
+        method_options={"dms": {"scheduler": "rule", "T": 4}},
+        epochs=3,
+        batch_size=16,
+        lr=0.01,
+        hidden_dim=16,
+        feature_dim=16,
+        out=str(tmp_path / "run"),
+    )
+    metrics = train(config, progress=False)
+    assert metrics["accuracy"] > 0.6  # 3 classes; 3 epochs on 54 training samples
+    assert abs(sum(metrics["mean_weight"].values()) - 1.0) < 1e-5
+    assert set(metrics["unimodal_accuracy"]) == {"a", "b"}
+    model, splits, _ = load_run(tmp_path / "run")
+    noisy = evaluate_model(
+        model, splits.test, splits.info, corruption="gaussian", severity=20.0, target="b"
+    )
+    # pure noise on b moves the weight towards a
+    assert noisy["mean_weight"]["a"] > metrics["mean_weight"]["a"]
