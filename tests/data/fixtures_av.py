@@ -120,7 +120,7 @@ def kinetics_clips(
     for split, count in (("train", per_class_train), ("test", per_class_test)):
         rows, picked = kinetics_sounds.split_list(split), []
         for label in labels:
-            picked += [(r[0], r[1]) for r in rows if r[1] == label][:count]
+            picked += [(r[0], r[2]) for r in rows if r[2] == label][:count]
         chosen[split] = picked
     return chosen
 

@@ -86,7 +86,7 @@ def atomic_directory(path: Path) -> Iterator[Path]:
 
 
 def remove_stale_temporaries(folder: Path) -> int:
-    """Delete leftovers (``.NAME.*.tmp*``) of an interrupted run below ``folder``; return how many."""
+    """Delete leftovers (``.NAME.*.tmp*``) of an interrupted run below ``folder``; count them."""
     count = 0
     if not folder.exists():
         return 0

@@ -250,7 +250,7 @@ def load_av_splits(
     if not train_all or not test:
         raise DataError(
             f"{root} holds {len(train_all)} training and {len(test)} test clips; both must be "
-            f"non-empty: check --raw and run `robustfusion prepare {dataset} --raw RAW --out {root}`"
+            f"non-empty: check --raw, run `robustfusion prepare {dataset} --raw RAW --out {root}`"
         )
     check_files(root, train_all + test, fps, fix)
     keep, held = stratified_holdout([e.label for e in train_all], val_fraction, seed)

@@ -1,4 +1,4 @@
-"""Preparation of audio-visual clips into the prepared layout of :mod:`robustfusion.data.av_dataset`.
+"""Preparation of audio-visual clips into the layout of :mod:`robustfusion.data.av_dataset`.
 
 For every clip: frames at ``fps`` (PyAV, Pillow; JPEG as OGM-GE's ``ffmpeg -vf fps=1``) and the
 cached log-magnitude spectrogram (``.npy``) of its audio (a WAV file, or the clip's own audio
@@ -95,7 +95,7 @@ def clip_outputs(out: Path, settings: PrepareSettings, clip: str) -> tuple[Path,
 
 
 def prepare_clip(raw: RawClip, out: Path, settings: PrepareSettings) -> int:
-    """Write the frames and spectrogram of one clip (skipping what exists); return its frame count."""
+    """Write the frames and spectrogram of one clip (skipping what exists); return its frames."""
     frame_dir, spec_path = clip_outputs(out, settings, raw.clip)
     if not spec_path.is_file():
         if raw.audio is not None:

@@ -14,7 +14,7 @@ def stratified_holdout(
 ) -> tuple[list[int], list[int]]:
     """Split positions ``0..N-1`` into ``(keep, held_out)`` with about ``fraction`` of every class
     held out (largest remainders, so the total is ``round(fraction * N)``; at least one sample
-    when ``fraction > 0`` and ``N >= 2``). Both lists are sorted; the same seed gives the same split.
+    when ``fraction > 0`` and ``N >= 2``). Both lists are sorted; equal seeds give equal splits.
     """
     if not 0.0 <= fraction < 1.0:
         raise ConfigError(f"validation fraction must be in [0, 1), got {fraction}")

@@ -46,6 +46,8 @@ FREQUENT_SCENES = (
 CLASSES: tuple[str, ...] = (*FREQUENT_SCENES, "others")
 LABELED_FILE = "nyu_depth_v2_labeled.mat"
 SPLITS_FILE = "splits.mat"
+#: Present while ``prepare`` runs; a folder holding it is incomplete.
+UNFINISHED = ".prepare-unfinished"
 
 
 def scene_class(scene_type: str) -> str:
@@ -115,6 +117,9 @@ def prepare(
             "(or pip install h5py)"
         ) from None
     splits = _read_split_indices(raw / SPLITS_FILE, command)
+    marker = out / UNFINISHED
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(marker, {"raw": str(raw)})
     counts: dict[str, dict[str, int]] = {}
     try:
         with h5py.File(labeled, "r") as handle:
@@ -148,6 +153,7 @@ def prepare(
         out / "meta.json",
         {"dataset": NAME, "classes": list(CLASSES), "counts": counts, "max_depth": max_depth},
     )
+    marker.unlink()
     if verbose:
         import sys
 
@@ -172,6 +178,8 @@ def load(
     fix = f": run `robustfusion prepare {NAME} --raw RAW --out {root}` (resumable)"
     if image_size < 8:
         raise ConfigError(f"image_size must be >= 8, got {image_size}")
+    if (root / UNFINISHED).exists():
+        raise DataError(f"the preparation of {root} did not finish{fix}")
     train_all = scan_split(root / "train", None, fix)
     classes = sorted({p.parent.name for p, _ in train_all})
     train_all = scan_split(root / "train", classes, fix)
