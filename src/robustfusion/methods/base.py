@@ -87,6 +87,11 @@ class Method(nn.Module):
         """Scalars to log after each training step (FRM, K, dependency ...)."""
         return {}
 
+    def selectable_epoch(self, epoch: int, max_epochs: int) -> bool:
+        """Whether the model after ``epoch`` may be selected on validation (default: every epoch;
+        a progressive schedule such as UDML's excludes its warm-up phases)."""
+        return True
+
 
 def uniform_weights(present: Mapping[str, Tensor], modalities: tuple[str, ...]) -> Tensor:
     """``[B, M]`` weights spread evenly over the present modalities (sum 1 per sample)."""
