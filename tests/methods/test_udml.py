@@ -206,6 +206,13 @@ def test_clean_phase_keeps_inputs_and_alpha_only_weights() -> None:
     assert not torch.equal(model(batch).extras["uncertainty"], torch.ones(12, 3))
 
 
+def test_validation_selects_only_full_weight_epochs() -> None:
+    method = make_model().method
+    assert [method.selectable_epoch(e, 10) for e in range(10)] == [False] * 6 + [True] * 4
+    short = make_model(full_weights_from=1.0).method
+    assert [short.selectable_epoch(e, 3) for e in range(3)] == [False, False, True]
+
+
 def test_learning_rate_steps_at_seventy_percent() -> None:
     method = make_model().method
     assert [method.lr_scale(e, 10) for e in range(10)] == [1.0] * 7 + [0.1] * 3

@@ -165,6 +165,13 @@ class UDML(Method):
     def lr_scale(self, epoch: int, max_epochs: int) -> float:
         return self.lr_step if epoch >= _phase_start(self.lr_step_at, max_epochs) else 1.0
 
+    def selectable_epoch(self, epoch: int, max_epochs: int) -> bool:
+        """Validation selects among the full-weights epochs only (and always the last one): an
+        earlier model has never used its estimator, and clean validation data would favour it."""
+        if max_epochs <= 0:
+            return True
+        return epoch >= _phase_start(self.full_weights_from, max_epochs) or epoch >= max_epochs - 1
+
     def in_clean_phase(self) -> bool:
         """Training on clean data (noise injection off)?"""
         return self._max_epochs > 0 and self._epoch < _phase_start(
