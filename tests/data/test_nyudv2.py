@@ -44,8 +44,8 @@ def write_fake_release(raw: Path, width: int = 24, height: int = 16) -> None:
                 f"s{i}", data=np.array([[ord(c)] for c in scene], np.uint16)
             )
             refs[0, i] = chars.ref
-    savemat(raw / nyudv2.SPLITS_FILE, {"trainNdxs": np.arange(1, 9)[:, None].astype(float),
-                                       "testNdxs": np.arange(9, 13)[:, None].astype(float)})  # fmt: skip
+    train, test = np.arange(1, 9)[:, None], np.arange(9, 13)[:, None]
+    savemat(raw / nyudv2.SPLITS_FILE, {"trainNdxs": train * 1.0, "testNdxs": test * 1.0})
 
 
 def test_scene_classes() -> None:
