@@ -67,6 +67,9 @@ def test_same_config_and_seed_give_identical_metrics_json(tiny_npz: Path, tmp_pa
     train(_config(tiny_npz, tmp_path / "two", method="modality_dropout"), progress=False)
     one = (tmp_path / "one" / "metrics.json").read_bytes()
     assert one == (tmp_path / "two" / "metrics.json").read_bytes()
+    assert (tmp_path / "one" / "model.pt").read_bytes() == (
+        tmp_path / "two" / "model.pt"
+    ).read_bytes()
     train(_config(tiny_npz, tmp_path / "three", method="modality_dropout", seed=1), progress=False)
     assert one != (tmp_path / "three" / "metrics.json").read_bytes()
 

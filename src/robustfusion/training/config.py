@@ -173,5 +173,7 @@ def _coerce(key: str, value: Any, hint: Any, source: str) -> Any:
             return value
         if origin in (str, bool, dict) and isinstance(value, origin):
             return value
+    if str in allowed and isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)  # e.g. ``precision: 16`` written without quotes
     names = " or ".join(getattr(k, "__name__", str(k)) for k in allowed if k is not type(None))
     raise ConfigError(f"setting {key!r} in {source} must be {names}, got {value!r}")

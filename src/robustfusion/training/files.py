@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import tempfile
@@ -38,5 +39,12 @@ def write_json(path: Path, data: Any) -> None:
 
 
 def save_state_dict(path: Path, state: dict[str, torch.Tensor]) -> None:
-    """``torch.save`` a plain state dict atomically (loadable with ``weights_only=True``)."""
-    atomic_write(path, lambda tmp: torch.save(state, tmp))
+    """``torch.save`` a plain state dict atomically (loadable with ``weights_only=True``).
+
+    Serialised in memory first: saving to the temporary path would embed its random name in the
+    archive, and equal weights would not give byte-identical files.
+    """
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    data = buffer.getvalue()
+    atomic_write(path, lambda tmp: tmp.write_bytes(data))
