@@ -268,6 +268,9 @@ def test_composition_by_name() -> None:
         {"omega": 1.0},
         {"q": 5},
         {"x": 1},
+        {"lam": "steep"},
+        {"patch": 8.5},
+        {"reduction": "max"},
     ],
 )
 def test_bad_options_raise_config_errors(options: dict[str, object]) -> None:

@@ -113,10 +113,14 @@ class MWAM(Method):
             raise ConfigError(
                 f"mwam: unknown source {source!r}; choose one of {', '.join(SOURCES)}"
             )
+        omega = _number("omega", omega)
         if reduction not in ("mean", "sum"):
             raise ConfigError(f"mwam: unknown reduction {reduction!r}; choose mean or sum")
         if not 0.0 <= omega < 1.0:
             raise ConfigError(f"mwam: omega must be in [0, 1), got {omega}")
+        eps = _number("eps", eps)
+        if not (isinstance(patch, int) and isinstance(q, int)):
+            raise ConfigError(f"mwam: patch and q must be integers, got patch={patch!r}, q={q!r}")
         if patch < 1 or q < 1 or 2 * q > patch:
             raise ConfigError(
                 f"mwam: need patch >= 2 q >= 2 so that the bands do not overlap, got patch={patch}, q={q}"
@@ -133,7 +137,7 @@ class MWAM(Method):
         values = dict(PRESETS[preset])
         for name, value in (("alpha", alpha), ("beta", beta), ("lam", lam), ("gamma", gamma)):
             if value is not None:
-                values[name] = float(value)
+                values[name] = _number(name, value)
         self.alpha, self.beta = values["alpha"], values["beta"]
         self.lam, self.gamma = values["lam"], values["gamma"]
         self.omega, self.patch, self.q = float(omega), int(patch), int(q)
@@ -273,6 +277,13 @@ class MWAM(Method):
             values[f"mwam.T.{m}"] = float(ratio[i])
             values[f"mwam.K.{m}"] = float(k[i])
         return values
+
+
+def _number(name: str, value: object) -> float:
+    """A float option, or a :class:`ConfigError` naming it."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigError(f"mwam: option {name} must be a number, got {value!r}")
+    return float(value)
 
 
 def _pool(feature: Tensor) -> Tensor:
