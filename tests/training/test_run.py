@@ -4,10 +4,12 @@ import csv
 import json
 from pathlib import Path
 
+import pytest
 import torch
 import yaml
 
 from robustfusion.cli import main
+from robustfusion.errors import UnknownNameError
 from robustfusion.training.callbacks import BestModel
 from robustfusion.training.config import TrainConfig
 from robustfusion.training.run import load_run, train
@@ -115,3 +117,12 @@ def test_best_model_keeps_the_earlier_epoch_on_ties() -> None:
     restored = BestModel()
     restored.load_state_dict(best.state_dict())
     assert restored.best_epoch == 1 and restored.best_accuracy == 0.8
+
+
+def test_a_fresh_run_removes_results_of_an_earlier_one(tiny_npz: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    train(_config(tiny_npz, out, epochs=1), progress=False)
+    with pytest.raises(UnknownNameError):  # a second, fresh run that fails before training
+        train(_config(tiny_npz, out, epochs=1, method="no_such_method"), progress=False)
+    assert not (out / "metrics.json").exists() and not (out / "model.pt").exists()
+    assert not (out / "checkpoints" / "last.ckpt").exists()

@@ -17,6 +17,7 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.utilities import rank_zero_only
 
 from robustfusion.data import DataSplits
 from robustfusion.errors import CheckpointError, ConfigError
@@ -52,6 +53,10 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> d
     if resume and checkpoint.is_file():
         _check_same_config(config, out / CONFIG_FILE)
         ckpt_path = str(checkpoint)
+    elif rank_zero_only.rank == 0:
+        # a fresh run: results of an earlier run in this folder must not outlive it
+        for stale in (checkpoint, out / MODEL_FILE, out / METRICS_FILE, out / TIMING_FILE):
+            stale.unlink(missing_ok=True)
 
     splits = load_data(config)
     seed_all(config.seed)
