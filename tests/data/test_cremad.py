@@ -214,3 +214,18 @@ def test_cli_prepare_and_train_static_end_to_end(
     assert main(["train", "--dataset", "cremad", "--data-root", str(tmp_path / "none"),
                  "--epochs", "1", "--out", str(tmp_path / "r2")]) == 2  # fmt: skip
     assert "robustfusion prepare cremad" in capsys.readouterr().err
+
+
+def test_the_default_resnet18_encoders_take_both_streams(prepared: tuple[Path, Path, dict]) -> None:
+    from robustfusion.encoders import build_encoder
+
+    torch.manual_seed(0)
+    _, out, _ = prepared
+    splits = cremad.load(out, 0, image_size=32, frames=3)
+    batch = collate([splits.test[i] for i in range(2)])
+    for modality in splits.info.modalities:
+        name = splits.info.extra["default_encoders"][modality.name]
+        encoder = build_encoder(name, modality.shape, out_dim=64).eval()
+        with torch.no_grad():
+            features = encoder(batch.inputs[modality.name])
+        assert features.shape == (2, 64) and bool(torch.isfinite(features).all())
