@@ -12,6 +12,12 @@ from pathlib import Path
 Curve = tuple[Sequence[float], Sequence[float], Sequence[float]]
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def save_figure(figure: object, path: Path) -> Path:
     """Save a matplotlib figure to ``path`` atomically and close it."""
     import matplotlib.pyplot as plt
@@ -22,6 +28,7 @@ def save_figure(figure: object, path: Path) -> Path:
     os.close(handle)
     try:
         figure.savefig(temp, format=path.suffix.lstrip(".") or "png", dpi=110)  # type: ignore[attr-defined]
+        os.chmod(temp, 0o666 & ~_umask())  # mkstemp creates 0600; give the usual permissions
         os.replace(temp, path)
     finally:
         plt.close(figure)  # type: ignore[arg-type]
