@@ -253,10 +253,6 @@ def test_composition_by_name() -> None:
     )
     assert isinstance(composed, MWAM) and composed.mode == "loss"
     assert composed.inner.modality == "audio"
-    from robustfusion.registry import METHODS
-
-    if "modality_dropout" in METHODS:
-        assert type(build_method("mwam+modality_dropout", SPEC).inner).__name__ != "StaticFusion"
 
 
 @pytest.mark.parametrize(
@@ -324,3 +320,18 @@ def test_hybrid_training_learns_on_synthetic_data() -> None:
         optimizer.step()
     assert losses[-1] < 0.5 * losses[0]
     assert torch.all((method.k > 0.5) & (method.k < 1.5))
+
+
+def test_on_top_of_modality_dropout_frm_ignores_dropped_samples() -> None:
+    method = build_method("mwam+modality_dropout", SPEC, {"modality_dropout": {"p": 0.5}})
+    assert isinstance(method, MWAM) and type(method.inner).__name__ == "ModalityDropout"
+    batch = _batch(12, n=32)
+    dropped = method.prepare_batch(batch, True)
+    assert not all(bool(dropped.present[m].all()) for m in SPEC.modalities)
+    expected = torch.stack(
+        [frm(batch.inputs[m], dropped.present[m], reduction="mean") for m in SPEC.modalities]
+    )
+    terms = _step(method, _encoders(), batch)
+    assert set(terms) == {"ce", "mwam_aux"}
+    # The FRM of the dropped batch equals the FRM of the observed samples of the clean batch.
+    torch.testing.assert_close(method.frm_last, expected)
