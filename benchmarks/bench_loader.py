@@ -27,13 +27,14 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from robustfusion.data import collate
+from robustfusion.data import DatasetInfo, collate
 from robustfusion.data.atomic import save_image, save_npy, write_json, write_text
 from robustfusion.data.av_dataset import ClipEntry, frame_dir_name, frame_name, write_index_rows
 from robustfusion.data.datasets import cremad
 from robustfusion.encoders import build_encoder
 from robustfusion.methods.base import MethodSpec, build_method
 from robustfusion.model import MultimodalModel
+from robustfusion.types import Batch
 
 
 def make_prepared(
@@ -73,9 +74,10 @@ def make_prepared(
 
 def loader_rate(
     dataset: torch.utils.data.Dataset, batch_size: int, workers: int, seed: int
-) -> float:
-    """Samples per second of one pass over ``dataset`` (after the first batch: worker start-up
-    is not counted)."""
+) -> tuple[float, float]:
+    """Samples per wall-clock second of one pass over ``dataset`` (after the first batch: worker
+    start-up is not counted), and this process's CPU seconds per sample (meaningful with 0
+    workers, where all loading happens here; robust to other load on a shared machine)."""
     loader = DataLoader(
         dataset,
         batch_size=batch_size,
@@ -88,15 +90,18 @@ def loader_rate(
     )
     iterator = iter(loader)
     next(iterator)
-    start, count = time.perf_counter(), 0
+    start, cpu, count = time.perf_counter(), time.process_time(), 0
     for batch in iterator:
         count += batch.batch_size
-    elapsed = time.perf_counter() - start
-    return count / elapsed if count else float("nan")
+    elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
+    if not count:
+        return float("nan"), float("nan")
+    return count / elapsed, cpu / count
 
 
-def step_rate(info, batch, steps: int, device: str) -> float:  # type: ignore[no-untyped-def]
-    """Samples per second of forward + backward + Adam on ``batch`` with ResNet-18 encoders."""
+def step_rate(info: DatasetInfo, batch: Batch, steps: int, device: str) -> tuple[float, float]:
+    """Samples per wall-clock second of forward + backward + Adam on ``batch`` with ResNet-18
+    encoders, and CPU seconds per sample of this process."""
     torch.manual_seed(0)
     encoders = {m.name: build_encoder("resnet18", m.shape, out_dim=512) for m in info.modalities}
     spec = MethodSpec(
@@ -118,12 +123,13 @@ def step_rate(info, batch, steps: int, device: str) -> float:  # type: ignore[no
     one_step()  # warm-up
     if device.startswith("cuda"):
         torch.cuda.synchronize()
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     for _ in range(steps):
         one_step()
     if device.startswith("cuda"):
         torch.cuda.synchronize()
-    return steps * batch.batch_size / (time.perf_counter() - start)
+    samples = steps * batch.batch_size
+    return samples / (time.perf_counter() - start), (time.process_time() - cpu) / samples
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -161,13 +167,16 @@ def main(argv: list[str] | None = None) -> int:
             "loader_samples_per_s": {},
         }
         for workers in args.workers:
-            rate = loader_rate(splits.train, args.batch_size, workers, seed=0)
+            rate, cpu = loader_rate(splits.train, args.batch_size, workers, seed=0)
             results["loader_samples_per_s"][str(workers)] = round(rate, 1)  # type: ignore[index]
+            if workers == 0:
+                results["loader_cpu_ms_per_sample"] = round(1000 * cpu, 2)
             print(f"loader, {workers} workers: {rate:8.1f} samples/s", file=sys.stderr)
         batch = collate([splits.train[i] for i in range(args.batch_size)])
-        rate = step_rate(splits.info, batch, args.steps, args.device)
-        results["train_step_samples_per_s"] = round(rate, 1)
-        print(f"training step ({args.device}): {rate:8.1f} samples/s", file=sys.stderr)
+        rate, cpu = step_rate(splits.info, batch, args.steps, args.device)
+        results["train_step_samples_per_s"] = round(rate, 2)
+        results["train_step_cpu_ms_per_sample"] = round(1000 * cpu, 1)
+        print(f"training step ({args.device}): {rate:8.2f} samples/s", file=sys.stderr)
     print(json.dumps(results, indent=2))
     if args.out:
         write_json(Path(args.out), results)
