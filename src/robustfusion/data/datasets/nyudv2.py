@@ -1,7 +1,7 @@
 """NYU Depth v2 scene classification (RGB-D), 10 classes, 795/654 train/test, as in TMC / QMF.
 
 Raw input: the official labelled release, ``nyu_depth_v2_labeled.mat`` (MATLAB v7.3 = HDF5, read
-with h5py, the optional extra ``nyud``) and ``splits.mat`` (``trainNdxs`` 795, ``testNdxs`` 654,
+with h5py, an optional dependency) and ``splits.mat`` (``trainNdxs`` 795, ``testNdxs`` 654,
 1-based; the standard split of Silberman et al., 2012). Scenes: the 9 most frequent
 ``sceneTypes`` (bathroom, bedroom, bookstore, classroom, dining_room, home_office, kitchen,
 living_room, office) and ``others`` for the other 18 types (Gupta et al., 2015; TRecgNet, QMF).
@@ -113,8 +113,7 @@ def prepare(
         import h5py
     except ImportError:
         raise ConfigError(
-            f"reading {LABELED_FILE} (MATLAB v7.3) needs h5py: pip install 'robustfusion[nyud]' "
-            "(or pip install h5py)"
+            f"reading {LABELED_FILE} (MATLAB v7.3) needs h5py: pip install h5py"
         ) from None
     splits = _read_split_indices(raw / SPLITS_FILE, command)
     marker = out / UNFINISHED
