@@ -59,3 +59,15 @@ def test_missing_zeroes_inputs_and_never_removes_every_modality(
         gone = ~out.present[m]
         assert float(out.inputs[m][gone].abs().sum()) == 0.0
         assert torch.equal(out.inputs[m][~gone], batch.inputs[m][~gone])
+
+
+def test_missing_on_a_named_modality_keeps_the_last_one_present(
+    batch: Batch, info: DatasetInfo
+) -> None:
+    only_img = torch.arange(40) < 10  # samples 0-9 have no vector: their image must survive
+    inputs = {**batch.inputs, "vec": batch.inputs["vec"] * (~only_img).view(-1, 1).float()}
+    start = batch.replace(inputs=inputs, present={"vec": ~only_img, "img": batch.present["img"]})
+    out = corrupt(start, info, "missing", 1.0, target="img", seed=0)
+    assert bool(out.present["img"][:10].all())
+    assert torch.equal(out.inputs["img"][:10], batch.inputs["img"][:10])
+    assert not bool(out.present["img"][10:].any())

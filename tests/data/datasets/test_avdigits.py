@@ -45,8 +45,8 @@ def test_tiny_build_shapes_and_standardisation(built: Path) -> None:
         abs(float(train_img.mean())) < 1e-4 and abs(float(train_img.std(unbiased=False)) - 1) < 1e-3
     )
     # 16 raw units (one [0, 1] step) = 255 intensity units
-    raw = np.load(built / "avdigits.npz", allow_pickle=False)["image"]
-    train_std = float(raw[np.load(built / "avdigits.npz")["split"] == "train"].std())
+    with np.load(built / "avdigits.npz", allow_pickle=False) as archive:
+        train_std = float(archive["image"][archive["split"] == "train"].std())
     assert image.intensity_scale == pytest.approx(1.0 / (255.0 * train_std), rel=1e-4)
 
 
