@@ -30,7 +30,9 @@ def read_view(archive: zipfile.ZipFile, view: str) -> tuple[np.ndarray, np.ndarr
     table = np.loadtxt(io.StringIO(text), delimiter=",", skiprows=1, dtype=np.float64)
     features, labels = table[:, :-1], table[:, -1]
     if features.shape != (2000, DIMS[view]):
-        raise SystemExit(f"mfeat-{view}.csv has shape {features.shape}, expected (2000, {DIMS[view]})")
+        raise SystemExit(
+            f"mfeat-{view}.csv has shape {features.shape}, expected (2000, {DIMS[view]})"
+        )
     if not np.array_equal(labels, np.round(labels)):
         raise SystemExit(f"mfeat-{view}.csv: the last column is not an integer label")
     return features.astype(np.float32), labels.astype(np.int64)
