@@ -32,6 +32,8 @@ METHODS: dict[str, tuple[str, dict]] = {
     "static": ("static", {}),
     "dms-rule": ("dms", {"dms": {"scheduler": "rule"}}),
     "dms-learned": ("dms", {"dms": {"scheduler": "learned"}}),
+    # ablation: the same shared-space fusion with uniform weights (a = b = g = 0)
+    "dms-uniform": ("dms", {"dms": {"scheduler": "rule", "a": 0.0, "b": 0.0, "g": 0.0}}),
 }
 COLUMNS = ["dataset", "method", "seed", "target", "severity", "accuracy", "macro_f1", "ece"]
 COLUMNS_WEIGHTS = "weights"
@@ -103,18 +105,51 @@ def summary(rows: list[dict[str, str]]) -> str:
                 cells.append(f"{statistics.mean(values):.1f} ± {spread:.1f} (n={len(values)})")
             lines.append(f"| {target} | {severity:g} | " + " | ".join(cells) + " |")
         lines.append("")
+        lines += _weight_table(sub, methods)
     return "\n".join(lines)
+
+
+def _weight_table(sub: list[dict[str, str]], methods: list[str]) -> list[str]:
+    """Mean weight of the corrupted modality (single-modality targets), mean over seeds."""
+    modalities = [item.split("=")[0] for item in sub[0]["weights"].split()]
+    keys = []
+    for r in sub:
+        if r["target"] in modalities and (r["target"], r["severity"]) not in keys:
+            keys.append((r["target"], r["severity"]))
+    lines = [
+        "Mean weight of the corrupted modality (clean: its weight without noise):",
+        "",
+        "| target | noise std | " + " | ".join(methods) + " |",
+        "|---|---|" + "---|" * len(methods),
+    ]
+    for target, severity in [(m, "0.0") for m in modalities] + keys:
+        cells = []
+        for method in methods:
+            chosen = "clean" if severity == "0.0" else target
+            values = [
+                float(dict(item.split("=") for item in r["weights"].split())[target])
+                for r in sub
+                if r["method"] == method and r["target"] == chosen and r["severity"] == severity
+            ]
+            cells.append(f"{statistics.mean(values):.3f}" if values else "")
+        lines.append(f"| {target} | {float(severity):g} | " + " | ".join(cells) + " |")
+    lines.append("")
+    return lines
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", nargs="+", default=["mfeat", "avdigits"])
-    parser.add_argument("--methods", nargs="+", default=list(METHODS))
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--epochs", nargs="+", default=["mfeat=30", "avdigits=10"])
     parser.add_argument("--severities", nargs="+", type=float, default=[0.0, 1.0, 2.0, 4.0])
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--summary-only", action="store_true", help="rewrite summary.md only")
     args = parser.parse_args()
+    if args.summary_only:
+        write_atomic(args.out / "summary.md", summary(read_rows(args.out / "results.csv")))
+        return
     torch.set_num_threads(1)
     epochs = {k: int(v) for k, v in (item.split("=") for item in args.epochs)}
     args.out.mkdir(parents=True, exist_ok=True)
