@@ -92,9 +92,16 @@ def test_voice_pools_are_disjoint(monkeypatch: pytest.MonkeyPatch) -> None:
         avdigits.voice_pools(avdigits.BuildConfig(variants_per_split=100))
 
 
-def test_loading_without_a_cache_says_to_prepare(tmp_path: Path) -> None:
-    with pytest.raises(DataError, match="run `robustfusion prepare avdigits` first"):
+def test_loading_without_a_cache_says_to_prepare(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with pytest.raises(
+        DataError, match=f"run `robustfusion prepare avdigits --out {tmp_path}` first"
+    ):
         load_dataset("avdigits", root=tmp_path)
+    monkeypatch.setenv("ROBUSTFUSION_DATA", str(tmp_path / "home"))
+    with pytest.raises(DataError, match="run `robustfusion prepare avdigits` first"):
+        load_dataset("avdigits")
 
 
 def test_prepare_without_espeak_says_how_to_install(

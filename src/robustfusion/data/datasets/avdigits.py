@@ -351,8 +351,10 @@ def load(root: Path | None, seed: int) -> DataSplits:
     """Load the built cache from ``root`` (default ``$ROBUSTFUSION_DATA/avdigits``)."""
     path = cache_path(root)
     if not path.is_file():
+        where = "" if root is None else f" --out {path.parent}"
         raise DataError(
-            f"avdigits is not built in {path.parent}: run `{PREPARE_COMMAND}` first (needs espeak-ng)"
+            f"avdigits is not built in {path.parent}: run `{PREPARE_COMMAND}{where}` first "
+            "(needs espeak-ng)"
         )
     try:
         with np.load(path, allow_pickle=False) as archive:
