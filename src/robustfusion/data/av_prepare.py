@@ -14,7 +14,7 @@ import json
 import multiprocessing
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -125,6 +125,18 @@ def _prepare_one(args: tuple[RawClip, Path, PrepareSettings]) -> tuple[str, int,
         return raw.clip, 0, str(exc)
 
 
+def _collect(
+    results: Iterable[tuple[str, int, str]], total: int, name: str, verbose: bool
+) -> list[tuple[str, int, str]]:
+    """Gather per-clip results, printing progress about every 5 % when ``verbose``."""
+    collected, every = [], max(1, total // 20)
+    for number, result in enumerate(results, start=1):
+        collected.append(result)
+        if verbose and (number % every == 0 or number == total):
+            print(f"{name}: {number}/{total} clips", file=sys.stderr, flush=True)
+    return collected
+
+
 def _check_params(out: Path, settings: PrepareSettings, command: str) -> None:
     path = out / "params.json"
     wanted = settings.to_dict()
@@ -170,12 +182,13 @@ def prepare_clips(
         raise ConfigError(f"workers must be >= 1, got {workers}")
     jobs = [(clip, out, settings) for clip in clips]
     if workers == 1:
-        results = [_prepare_one(job) for job in jobs]
+        results = _collect(map(_prepare_one, jobs), len(jobs), settings.dataset, verbose)
     else:
         # "spawn": forking a process that holds torch/FFmpeg thread locks can deadlock.
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-            results = list(pool.map(_prepare_one, jobs, chunksize=8))
+            done = pool.map(_prepare_one, jobs, chunksize=8)
+            results = _collect(done, len(jobs), settings.dataset, verbose)
     frames = {clip: count for clip, count, error in results if not error}
     failed = {clip: error for clip, _, error in results if error}
     found = {c.clip for c in clips}
