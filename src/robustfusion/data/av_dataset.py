@@ -236,8 +236,8 @@ def load_av_splits(
     """
     root = Path(root)
     fix = (
-        f": delete it and run `robustfusion prepare {dataset} --raw RAW --out {root}` "
-        "(resumable: only missing files are rebuilt)"
+        f": rebuild it with `robustfusion prepare {dataset} --raw RAW --out {root}` "
+        "(resumable: it redoes only missing files, so delete a malformed one first)"
     )
     if image_size < 8 or frames < 1:
         raise ConfigError(
