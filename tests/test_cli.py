@@ -166,3 +166,24 @@ def test_module_entry_point_exit_status(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0 and result.stderr.startswith("error: ")
+
+
+def test_unknown_fusion_encoder_and_modality(tiny_npz: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "r"
+    _fails_cleanly(capsys, _train(tiny_npz, out, "--fusion", "bogus"), "unknown fusion 'bogus'")
+    _fails_cleanly(capsys, _train(tiny_npz, out, "--encoder", "a=bogus"), "unknown encoder 'bogus'")
+    _fails_cleanly(capsys, _train(tiny_npz, out, "--encoder", "c=mlp"), "unknown modality 'c'")
+
+
+def test_prepare_unknown_step_or_option(capsys, tmp_path: Path) -> None:
+    _fails_cleanly(capsys, ["prepare", "nope"], "unknown prepare step 'nope'")
+    args = ["prepare", "avdigits", "--option", "bogus=1", "--out", str(tmp_path / "av")]
+    _fails_cleanly(capsys, args, "bad options for prepare 'avdigits'")
+
+
+def test_resume_with_other_settings_is_refused(tiny_npz: Path, tmp_path: Path, capsys) -> None:
+    run = tmp_path / "run"
+    assert main(_train(tiny_npz, run)) == 0
+    capsys.readouterr()
+    args = ["train", "--resume", "--out", str(run), "--epochs", "5", "--no-progress"]
+    _fails_cleanly(capsys, args, "cannot resume")
