@@ -30,6 +30,19 @@ def test_vector_head_uses_layernorm() -> None:
     assert not torch.allclose(mu, logvar)
 
 
+def test_vector_head_with_batchnorm_keeps_per_sample_scale() -> None:
+    torch.manual_seed(0)
+    head = ProbabilisticHead(6, 7, spatial=False, vector_norm="batch")
+    x = torch.randn(16, 6)
+    x[8:] *= 5.0  # the second half of the batch is much larger
+    _, logvar = head(x)
+    # LayerNorm would give every row mean ~0; BatchNorm keeps rows apart.
+    assert float(logvar.mean(dim=1).std()) > 0.1
+    assert torch.allclose(logvar.mean(dim=0), torch.zeros(7), atol=1e-5)
+    with pytest.raises(ValueError, match="vector_norm"):
+        ProbabilisticHead(6, 7, spatial=False, vector_norm="group")
+
+
 def test_head_rejects_wrong_layout() -> None:
     with pytest.raises(ValueError, match="expects a vector"):
         ProbabilisticHead(6, 7, spatial=False)(torch.randn(2, 6, 1, 1))

@@ -30,6 +30,8 @@ Deviations and options [ours]:
 
 * ``per_sample_dependency=True`` uses each sample's own ``alpha`` (the paper's stated limitation)
   instead of the global moving average.
+* ``vector_norm="batch"`` normalises the vector heads with BatchNorm1d instead of the paper's
+  LayerNorm, which removes each sample's overall scale of ``logvar`` (see notes/issue-5.md).
 * ``detach_uncertainty=True`` (default): the weights do not back-propagate into the predictor,
   which is then trained by its MSE alone (the released code lets the task loss reach it).
 * ``alpha`` is measured at neutral weights ``w = 1`` (fusion input ``2 z_m``) so that it does not
@@ -96,6 +98,7 @@ class UDML(Method):
         max_level: int = 11,
         vector_noise_scale: float = 0.1,
         spectrogram_noise_scale: float = 1.0,
+        vector_norm: str = "layer",
         seed: int = 0,
     ) -> None:
         super().__init__(spec)
@@ -118,6 +121,8 @@ class UDML(Method):
             raise ConfigError(f"udml: max_level must be at least 2, got {max_level}")
         if not 0.0 <= momentum < 1.0:
             raise ConfigError(f"udml: momentum must be in [0, 1), got {momentum}")
+        if vector_norm not in ("layer", "batch"):
+            raise ConfigError(f"udml: vector_norm must be 'layer' or 'batch', got {vector_norm!r}")
         self.gamma = float(gamma)
         self.beta = float(beta)
         self.mse_weight = float(mse_weight)
@@ -137,7 +142,10 @@ class UDML(Method):
 
         dims = {m: int(spec.feature_dims[m]) for m in self.modalities}
         self.heads = nn.ModuleDict(
-            {m: ProbabilisticHead(d, d, spatial=self._spatial(m)) for m, d in dims.items()}
+            {
+                m: ProbabilisticHead(d, d, spatial=self._spatial(m), vector_norm=vector_norm)
+                for m, d in dims.items()
+            }
         )
         self.estimators = nn.ModuleDict(
             {m: NoiseEstimator(d) for m, d in dims.items()} if self.use_estimator else {}

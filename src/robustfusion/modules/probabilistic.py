@@ -22,12 +22,21 @@ class ProbabilisticHead(nn.Module):
         out_dim: channels (or size) of ``mu`` and ``logvar``.
         spatial: ``True`` for maps (1x1 convolution + BatchNorm2d), ``False`` for vectors
             (Linear + LayerNorm).
+        vector_norm: normalisation of the vector branches: ``"layer"`` (the paper's LayerNorm)
+            or ``"batch"`` (BatchNorm1d, [ours]: LayerNorm removes each sample's overall scale of
+            ``logvar``, so ``sigma`` cannot grow uniformly with a sample's noise; BatchNorm, as
+            on maps, keeps the differences between samples).
     """
 
-    def __init__(self, in_dim_or_channels: int, out_dim: int, spatial: bool) -> None:
+    def __init__(
+        self, in_dim_or_channels: int, out_dim: int, spatial: bool, vector_norm: str = "layer"
+    ) -> None:
         super().__init__()
+        if vector_norm not in ("layer", "batch"):
+            raise ValueError(f"vector_norm must be 'layer' or 'batch', got {vector_norm!r}")
         self.spatial = spatial
         self.out_dim = out_dim
+        norm = nn.LayerNorm if vector_norm == "layer" else nn.BatchNorm1d
         if spatial:
             self.mu: nn.Module = nn.Sequential(
                 nn.Conv2d(in_dim_or_channels, out_dim, kernel_size=1), nn.BatchNorm2d(out_dim)
@@ -36,10 +45,8 @@ class ProbabilisticHead(nn.Module):
                 nn.Conv2d(in_dim_or_channels, out_dim, kernel_size=1), nn.BatchNorm2d(out_dim)
             )
         else:
-            self.mu = nn.Sequential(nn.Linear(in_dim_or_channels, out_dim), nn.LayerNorm(out_dim))
-            self.logvar = nn.Sequential(
-                nn.Linear(in_dim_or_channels, out_dim), nn.LayerNorm(out_dim)
-            )
+            self.mu = nn.Sequential(nn.Linear(in_dim_or_channels, out_dim), norm(out_dim))
+            self.logvar = nn.Sequential(nn.Linear(in_dim_or_channels, out_dim), norm(out_dim))
 
     def forward(self, features: Tensor) -> tuple[Tensor, Tensor]:
         expected = 4 if self.spatial else 2
