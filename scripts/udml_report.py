@@ -25,6 +25,7 @@ ORDER = [
     "udml-estimator-only",
     "udml-alpha-only",
     "udml-no-probabilistic",
+    "udml-vector-bn",
 ]
 
 
