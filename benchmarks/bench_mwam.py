@@ -72,6 +72,12 @@ def main() -> None:
         action="store_true",
         help="do not flush denormal floats to zero (on x86 CPUs they make Adam steps erratic)",
     )
+    parser.add_argument(
+        "--foreach",
+        action="store_true",
+        help="multi-tensor Adam (the default on GPUs; on CPUs torch loops over parameters, "
+        "so MWAM's extra head parameters cost more there)",
+    )
     parser.add_argument("--out", type=Path, default=None, help="write the figures as JSON")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -89,7 +95,9 @@ def main() -> None:
         )
         torch.manual_seed(0)
         models[name] = build_model(config, splits.info)
-        optimizers[name] = torch.optim.Adam(models[name].parameters(), lr=1e-3)
+        optimizers[name] = torch.optim.Adam(
+            models[name].parameters(), lr=1e-3, foreach=True if args.foreach else None
+        )
     times: dict[str, list[float]] = {name: [] for name in models}
     for epoch in range(args.epochs + 1):
         for name, model in models.items():
@@ -108,6 +116,7 @@ def main() -> None:
         "ratio_mwam_over_inner": wrapped / base,
         "torch_threads": args.threads,
         "flush_denormal": not args.keep_denormals,
+        "foreach_adam": args.foreach,
     }
     print(json.dumps(result, indent=2))
     if args.out is not None:

@@ -253,38 +253,39 @@ def frm_modalities(
         flat = torch.cat([inputs[n][:, : c * p] for n, c in zip(group, counts, strict=True)], 1)
         flat = flat.detach().to(torch.float64)
         bands = flat.view(flat.shape[0], -1, p) @ band_matrix(p, k, flat.dtype, flat.device).T
-        ratio = _ratio(bands[..., :k], bands[..., k:], eps).sum(-1)  # [B, blocks]
-        sums = ratio @ _segments(tuple(counts), flat.device)  # [B, len(group)]
-        if reduction == "mean":
-            sums = sums / torch.tensor(
-                [c * k for c in counts], dtype=sums.dtype, device=sums.device
-            )
+        ratio = _ratio(bands[..., :k], bands[..., k:], eps).flatten(1)  # [B, blocks * k]
+        # A 0/1 matrix product sums each view's run of blocks (a reduction over a last axis of
+        # size k is ~20x slower on CPU).
+        segments = _segments(tuple(c * k for c in counts), flat.device, reduction == "mean")
+        sums = ratio @ segments  # [B, len(group)]: sums (or means) per view
         for j, name in enumerate(group):
             columns[name] = sums[:, j]
     values = torch.stack([columns[n] for n in names])  # [M, B]
-    if present is None:
-        mask = torch.ones_like(values)
-    else:
-        mask = torch.stack(
-            [
-                present[n].to(values.dtype) if n in present else torch.ones_like(values[0])
-                for n in names
-            ]
-        ).to(values.device)
+    if present is None or not any(n in present for n in names):
+        total = values.sum(1)
+        return total / values.shape[1] if reduction == "mean" else total
+    reference = next(present[n] for n in names if n in present)
+    seen = [present[n] if n in present else torch.ones_like(reference) for n in names]
+    mask = torch.stack(seen).to(device=values.device, dtype=values.dtype)
     observed = mask.sum(1).clamp_min(1.0)
-    scale = 1.0 / observed if reduction == "mean" else values.shape[1] / observed
-    return (values * mask).sum(1) * scale
+    total = (values * mask).sum(1)
+    return total / observed if reduction == "mean" else total * (values.shape[1] / observed)
 
 
-_SEGMENTS: dict[tuple[tuple[int, ...], str], Tensor] = {}
+_SEGMENTS: dict[tuple[tuple[int, ...], str, bool], Tensor] = {}
 
 
-def _segments(counts: tuple[int, ...], device: torch.device) -> Tensor:
-    """``[sum(counts), len(counts)]`` 0/1 float64 matrix summing consecutive runs of blocks (cached)."""
-    key = (counts, str(device))
+def _segments(counts: tuple[int, ...], device: torch.device, mean: bool = False) -> Tensor:
+    """``[sum(counts), len(counts)]`` float64 matrix that sums (or, with ``mean``, averages)
+    consecutive runs of ``counts`` columns (cached)."""
+    key = (counts, str(device), mean)
     matrix = _SEGMENTS.get(key)
     if matrix is None:
-        owner = torch.repeat_interleave(torch.arange(len(counts)), torch.tensor(counts))
-        matrix = torch.nn.functional.one_hot(owner, len(counts)).to(torch.float64).to(device)
+        sizes = torch.tensor(counts)
+        owner = torch.repeat_interleave(torch.arange(len(counts)), sizes)
+        matrix = torch.nn.functional.one_hot(owner, len(counts)).to(torch.float64)
+        if mean:
+            matrix = matrix / sizes.to(torch.float64)
+        matrix = matrix.to(device)
         _SEGMENTS[key] = matrix
     return matrix
