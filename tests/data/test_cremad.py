@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from fixtures_av import make_cremad_release
+from fixtures_av import make_cremad_release, write_wav
 
 from robustfusion.cli import main
 from robustfusion.data import collate, load_dataset
@@ -174,12 +174,17 @@ def test_raw_folder_errors(tmp_path: Path) -> None:
 
 def test_an_undecodable_raw_video_is_reported_and_left_out(tmp_path: Path) -> None:
     chosen = make_cremad_release(tmp_path / "raw", per_class_train=1, per_class_test=1)
-    bad = chosen["train"][0][0]
+    bad, silent = chosen["train"][0][0], chosen["train"][1][0]
     (tmp_path / "raw" / "VideoFlash" / f"{bad}.flv").write_bytes(b"FLV\x01 broken")
+    write_wav(tmp_path / "raw" / "AudioWAV" / f"{silent}.wav", np.zeros(0, np.float32), 16000)
     out = cremad.prepare(tmp_path / "raw", tmp_path / "out", workers=1, verbose=False)
     meta = json.loads((out / "meta.json").read_text())
-    assert list(meta["failed"]) == [bad] and f"{bad}.flv" in meta["failed"][bad]
-    assert bad not in (out / "index_train.csv").read_text()
+    assert sorted(meta["failed"]) == sorted([bad, silent])
+    assert f"{bad}.flv" in meta["failed"][bad]
+    assert "holds no samples" in meta["failed"][silent]
+    index = (out / "index_train.csv").read_text()
+    assert bad not in index and silent not in index
+    assert meta["counts"]["train"]["failed"] == 2 and meta["counts"]["train"]["prepared"] == 4
 
 
 def test_cli_prepare_and_train_static_end_to_end(
