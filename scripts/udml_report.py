@@ -75,6 +75,21 @@ def table(rows: list[dict[str, Any]], value: str) -> str:
     return "\n".join(lines)
 
 
+def clean_weights(rows: list[dict[str, Any]]) -> str:
+    """Mean normalised weight of every modality on clean test data (the dependency bias)."""
+    clean = [r for r in rows if r["target"] == "none"]
+    modalities = list(clean[0]["mean_weight"])
+    grouped: dict[str, list[list[float]]] = defaultdict(list)
+    for row in clean:
+        grouped[row["variant"]].append([row["mean_weight"][m] for m in modalities])
+    lines = ["| variant | " + " | ".join(modalities) + " |", "|" + "---|" * (len(modalities) + 1)]
+    for variant in [v for v in ORDER if v in grouped]:
+        values = np.asarray(grouped[variant])
+        cells = [fmt(list(values[:, j]), 1.0, 3) for j in range(len(modalities))]
+        lines.append(f"| {variant} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("results", type=Path, nargs="+")
@@ -88,6 +103,8 @@ def main() -> None:
         print(table(rows, "accuracy") + "\n")
         print(f"### {dataset}: mean normalised weight of the noised modality\n")
         print(table(rows, "weight") + "\n")
+        print(f"### {dataset}: mean normalised weight per modality on clean data\n")
+        print(clean_weights(rows) + "\n")
 
 
 if __name__ == "__main__":
