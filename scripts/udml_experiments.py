@@ -36,6 +36,9 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "udml-no-probabilistic": ("udml", {"probabilistic": False}),
     # [ours] BatchNorm instead of LayerNorm in the vector heads (mfeat; no effect on maps).
     "udml-vector-bn": ("udml", {"vector_norm": "batch"}),
+    # Control: UDML's training (noise injection, heads, losses) with uniform weights w = 1, which
+    # separates what the weights do from what noise-augmented training does.
+    "udml-uniform-weights": ("udml", {"use_dependency": False, "use_estimator": False}),
 }
 
 #: Per dataset: training settings and the Gaussian severities per evaluated kind

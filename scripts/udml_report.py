@@ -26,6 +26,7 @@ ORDER = [
     "udml-alpha-only",
     "udml-no-probabilistic",
     "udml-vector-bn",
+    "udml-uniform-weights",
 ]
 
 
