@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import lightning as L
+import pytest
 import torch
 from torch import Tensor, nn
 
@@ -65,6 +66,7 @@ def _splits(n: int = 24) -> DataSplits:
     return DataSplits(dataset, dataset, dataset, info)
 
 
+@pytest.mark.filterwarnings("ignore:.*LeafSpec.*")
 def test_trainer_calls_every_hook(tmp_path: Path) -> None:
     splits = _splits()
     spec = MethodSpec(modalities=("x", "z"), feature_dims={"x": 4, "z": 4}, num_classes=2)

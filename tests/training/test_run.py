@@ -53,6 +53,12 @@ def test_train_writes_run_folder_and_selects_on_validation(tiny_npz: Path, tmp_p
     assert Path(saved["data"]).is_absolute()
 
 
+def test_train_leaves_torch_global_flags_as_it_found_them(tiny_npz: Path, tmp_path: Path) -> None:
+    before = torch.are_deterministic_algorithms_enabled()
+    train(_config(tiny_npz, tmp_path / "run", epochs=1), progress=False)
+    assert torch.are_deterministic_algorithms_enabled() == before
+
+
 def test_load_run_restores_the_selected_model(tiny_npz: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
     train(_config(tiny_npz, out, epochs=2), progress=False)

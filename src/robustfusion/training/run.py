@@ -180,9 +180,15 @@ def _check_same_config(config: TrainConfig, saved_path: Path) -> None:
 
 
 class _quiet_lightning:
-    """Silence Lightning's banner lines and advice warnings that are noise for this CLI."""
+    """Silence Lightning's banner lines and advice warnings that are noise for this CLI, and
+    restore torch's deterministic-algorithms flag afterwards."""
 
     def __enter__(self) -> None:
+        # Trainer(deterministic=...) switches torch's global flag; give the caller its own back
+        self._deterministic = (
+            torch.are_deterministic_algorithms_enabled(),
+            torch.is_deterministic_algorithms_warn_only_enabled(),
+        )
         self._loggers = [
             logging.getLogger(name) for name in ("lightning.pytorch", "lightning.fabric")
         ]
@@ -203,6 +209,8 @@ class _quiet_lightning:
             warnings.filterwarnings("ignore", message=pattern)
 
     def __exit__(self, *exc: object) -> None:
+        enabled, warn_only = self._deterministic
+        torch.use_deterministic_algorithms(enabled, warn_only=warn_only)
         self._warnings.__exit__(*exc)
         for logger, level in zip(self._loggers, self._levels, strict=True):
             logger.setLevel(level)
