@@ -14,7 +14,9 @@ HELP = "prepare a dataset's files (e.g. synthesise AV-digits); prints the prepar
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("name", help="what to prepare: " + ", ".join(PREPARERS.names()))
+    parser.add_argument(
+        "name", help="what to prepare, e.g. avdigits (datasets that need it say so)"
+    )
     parser.add_argument("--raw", help="folder of the raw download, where the step needs one")
     parser.add_argument("--out", help="where to write (default: the dataset's cache folder)")
     parser.add_argument(
