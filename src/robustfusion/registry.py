@@ -88,3 +88,28 @@ CORRUPTIONS: Registry = Registry("corruption")
 #: ``prepare`` steps: name -> ``fn(raw: Path | None, out: Path | None, **options) -> Path`` (the
 #: prepared folder); registered next to the dataset they prepare, in ``data/datasets/``.
 PREPARERS: Registry = Registry("prepare step")
+
+
+def check_options(factory: Callable[..., object], options: dict, what: str, *args: object) -> None:
+    """Raise a one-line ``ConfigError`` when ``factory(*args, **options)`` would not bind.
+
+    Checked against the signature before the call, so that a ``TypeError`` raised *inside* a
+    component is a bug that surfaces as one, not a user error in disguise.
+    """
+    import inspect
+
+    from robustfusion.errors import ConfigError
+
+    try:
+        inspect.signature(factory).bind(*args, **options)
+    except TypeError as error:
+        try:
+            accepted = [
+                name
+                for name, p in inspect.signature(factory).parameters.items()
+                if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
+            ][len(args) :]
+        except (TypeError, ValueError):  # pragma: no cover - builtins without signatures
+            accepted = []
+        known = f" (it accepts {', '.join(accepted)})" if accepted else ""
+        raise ConfigError(f"bad options for {what}: {error}{known}") from None

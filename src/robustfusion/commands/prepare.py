@@ -6,8 +6,7 @@ import argparse
 from pathlib import Path
 
 from robustfusion.commands._options import flat_options
-from robustfusion.errors import ConfigError
-from robustfusion.registry import PREPARERS
+from robustfusion.registry import PREPARERS, check_options
 
 NAME = "prepare"
 HELP = "prepare a dataset's files (e.g. synthesise AV-digits); prints the prepared folder"
@@ -29,9 +28,7 @@ def run(args: argparse.Namespace) -> int:
     options = flat_options(args.option, "--option") or {}
     raw = Path(args.raw).expanduser() if args.raw else None
     out = Path(args.out).expanduser() if args.out else None
-    try:
-        prepared = step(raw, out, **options)
-    except TypeError as error:
-        raise ConfigError(f"bad options for prepare {args.name!r}: {error}") from error
+    check_options(step, options, f"prepare {args.name!r}", raw, out)
+    prepared = step(raw, out, **options)
     print(prepared)
     return 0

@@ -117,7 +117,7 @@ def build_method(
     A wrapper method receives the built inner method as its ``inner`` argument.
     """
     from robustfusion.errors import ConfigError
-    from robustfusion.registry import METHODS
+    from robustfusion.registry import METHODS, check_options
 
     options = dict(options or {})
     outer, _, inner = name.partition("+")
@@ -130,9 +130,5 @@ def build_method(
                 f"'mwam' can be composed as 'mwam+{inner}'"
             )
         kwargs["inner"] = build_method(inner, spec, options)
-    try:
-        return factory(spec, **kwargs)
-    except TypeError as error:
-        raise ConfigError(
-            f"bad options for method {outer!r}: {error}; see 'robustfusion methods'"
-        ) from error
+    check_options(factory, kwargs, f"method {outer!r}", spec)
+    return factory(spec, **kwargs)

@@ -11,7 +11,7 @@ from robustfusion.encoders.base import default_encoder_name
 from robustfusion.errors import ConfigError
 from robustfusion.methods.base import MethodSpec, build_method
 from robustfusion.model import MultimodalModel
-from robustfusion.registry import ENCODERS, FUSIONS, METHODS
+from robustfusion.registry import ENCODERS, FUSIONS, METHODS, check_options
 from robustfusion.training.config import TrainConfig
 
 
@@ -34,7 +34,8 @@ def wants_spatial(method: str) -> bool:
 
 
 def build_encoders(config: TrainConfig, info: DatasetInfo) -> dict[str, nn.Module]:
-    """One encoder per modality: ``config.encoders[m]`` or the default for its input shape."""
+    """One encoder per modality: ``config.encoders[m]``, else the dataset's default
+    (``info.extra["default_encoders"]``, e.g. ResNet-18 for CREMA-D), else the default for its shape."""
     unknown = sorted(set(config.encoders) - set(info.modality_names))
     if unknown:
         raise ConfigError(
@@ -44,16 +45,16 @@ def build_encoders(config: TrainConfig, info: DatasetInfo) -> dict[str, nn.Modul
     spatial = wants_spatial(config.method)
     encoders: dict[str, nn.Module] = {}
     for modality in info.modalities:
-        name = config.encoders.get(modality.name) or default_encoder_name(modality.shape)
+        name = (
+            config.encoders.get(modality.name)
+            or info.extra.get("default_encoders", {}).get(modality.name)
+            or default_encoder_name(modality.shape)
+        )
         options = dict(config.encoder_options.get(name, {}))
-        try:
-            encoders[modality.name] = ENCODERS.get(name)(
-                tuple(modality.shape), out_dim=config.feature_dim, spatial=spatial, **options
-            )
-        except TypeError as error:
-            raise ConfigError(
-                f"bad options for encoder {name!r}: {error}; check encoder_options in the config"
-            ) from error
+        factory = ENCODERS.get(name)
+        options = {"out_dim": config.feature_dim, "spatial": spatial, **options}
+        check_options(factory, options, f"encoder {name!r}", tuple(modality.shape))
+        encoders[modality.name] = factory(tuple(modality.shape), **options)
     return encoders
 
 
