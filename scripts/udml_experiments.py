@@ -39,6 +39,8 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     # Control: UDML's training (noise injection, heads, losses) with uniform weights w = 1, which
     # separates what the weights do from what noise-augmented training does.
     "udml-uniform-weights": ("udml", {"use_dependency": False, "use_estimator": False}),
+    # A 100x stronger KL: sigma (which the detached predictor reads) must carry the noise level.
+    "udml-beta-1e-2": ("udml", {"beta": 1e-2}),
 }
 
 #: Per dataset: training settings and the Gaussian severities per evaluated kind

@@ -27,6 +27,7 @@ ORDER = [
     "udml-no-probabilistic",
     "udml-vector-bn",
     "udml-uniform-weights",
+    "udml-beta-1e-2",
 ]
 
 
