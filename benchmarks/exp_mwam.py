@@ -34,6 +34,15 @@ from robustfusion.training.run import load_run, train
 
 EPOCHS = {"avdigits": 15, "mfeat": 30}
 METHODS = ("static", "mwam", "modality_dropout", "mwam+modality_dropout")
+#: Named variants: (method, method_options). ``mwam_k1`` fixes K = 1 (alpha=1, beta=0): the
+#: auxiliary unimodal losses without any FRM guidance, the control that separates the two.
+VARIANTS: dict[str, tuple[str, dict[str, dict[str, Any]]]] = {
+    "mwam_k1": ("mwam", {"mwam": {"alpha": 1.0, "beta": 0.0}}),
+    "mwam_loss": ("mwam", {"mwam": {"mode": "loss"}}),
+    "mwam_sgd": ("mwam", {}),
+    "mwam_k1_sgd": ("mwam", {"mwam": {"alpha": 1.0, "beta": 0.0}}),
+    "static_sgd": ("static", {}),
+}
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -47,8 +56,17 @@ def _write_atomic(path: Path, text: str) -> None:
 def _run(out: Path, dataset: str, method: str, seed: int, epochs: int, **extra: Any) -> Path:
     run_dir = out / "runs" / dataset / method.replace("+", "_plus_") / f"s{seed}"
     if not (run_dir / "metrics.json").is_file():
+        name, options = VARIANTS.get(method, (method, {}))
+        if method.endswith("_sgd"):
+            extra = {"optimizer": "sgd", "lr": 0.05, **extra}
         config = TrainConfig(
-            dataset=dataset, method=method, epochs=epochs, seed=seed, out=str(run_dir), **extra
+            dataset=dataset,
+            method=name,
+            method_options=options,
+            epochs=epochs,
+            seed=seed,
+            out=str(run_dir),
+            **extra,
         )
         train(config, progress=False)
     return run_dir
