@@ -4,9 +4,11 @@ A wrapper around any method (``mwam`` alone wraps ``static``; ``mwam+X`` wraps m
 training only, each step:
 
 1. FRM of every modality's input (default, as the released code) or feature (``source="feature"``),
-   Eq. 4, no gradient (``modules/frequency.py``);
+   Eq. 4, no gradient (``modules/frequency.py``); by default averaged rather than summed over
+   samples and patches [ours: T is unchanged for equal-size modalities, see docs/mwam.md];
 2. smoothing bank ``F^_j = omega F^_{j-1} + (1 - omega) F_j`` (Eq. 2; starts at 0 so the first
-   value is ``(1 - omega) F`` as in the code), a registered buffer all-reduced under DDP;
+   value is ``(1 - omega) F`` as in the code), a registered buffer; under DDP the current FRM is
+   all-reduced first, so every process holds the same bank and K;
 3. ratio ``T_i = FRM_i / (mean_c F^_c + eps)`` (Eq. 6) and weight
    ``K_i = alpha - beta / (1 + exp(-lambda (T_i - gamma)))`` (Eq. 5);
 4. ``mode="loss"``: ``+ sum_i K_i CE(y, y^_i)`` from auxiliary unimodal heads; ``"gradient"``:
