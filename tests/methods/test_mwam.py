@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping
+from pathlib import Path
 
 import pytest
 import torch
@@ -335,3 +336,30 @@ def test_on_top_of_modality_dropout_frm_ignores_dropped_samples() -> None:
     assert set(terms) == {"ce", "mwam_aux"}
     # The FRM of the dropped batch equals the FRM of the observed samples of the clean batch.
     torch.testing.assert_close(method.frm_last, expected)
+
+
+def _ddp_worker(rank: int, init_file: str, results: dict[int, list[float]]) -> None:
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
+    try:
+        method = MWAM(SPEC, mode="gradient", reduction="sum").train()
+        method.update_weights(_batch(20 + rank))
+        results[rank] = method.frm_bank.tolist() + method.k.tolist()
+    finally:
+        dist.destroy_process_group()
+
+
+def test_bank_is_all_reduced_under_ddp(tmp_path: Path) -> None:
+    """Two gloo processes with different batches end with the same bank: the mean of their FRMs."""
+    import torch.multiprocessing as mp
+
+    results = mp.Manager().dict()
+    mp.start_processes(
+        _ddp_worker, args=(str(tmp_path / "init"), results), nprocs=2, start_method="fork"
+    )
+    assert results[0] == results[1]
+    expected = 0.5 * torch.stack(
+        [torch.stack([frm(_batch(20 + r).inputs[m]) for m in SPEC.modalities]) for r in (0, 1)]
+    ).mean(0)
+    torch.testing.assert_close(torch.tensor(results[0][:2], dtype=torch.float64), expected)
