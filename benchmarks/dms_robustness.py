@@ -34,6 +34,8 @@ METHODS: dict[str, tuple[str, dict]] = {
     "dms-learned": ("dms", {"dms": {"scheduler": "learned"}}),
     # ablation: the same shared-space fusion with uniform weights (a = b = g = 0)
     "dms-uniform": ("dms", {"dms": {"scheduler": "rule", "a": 0.0, "b": 0.0, "g": 0.0}}),
+    # extension: the learned scheduler trained with noise on one random modality (std U(0, 4))
+    "dms-learned-noise": ("dms", {"dms": {"scheduler": "learned", "train_noise": 4.0}}),
 }
 COLUMNS = ["dataset", "method", "seed", "target", "severity", "accuracy", "macro_f1", "ece"]
 COLUMNS_WEIGHTS = "weights"

@@ -252,3 +252,25 @@ def test_trains_and_evaluates_through_the_project_trainer(tiny_npz: Path, tmp_pa
     )
     # pure noise on b moves the weight towards a
     assert noisy["mean_weight"]["a"] > metrics["mean_weight"]["a"]
+
+
+def test_training_noise_hits_one_present_modality_per_chosen_sample() -> None:
+    method = DMS(_spec(), T=2, train_noise=3.0, train_noise_p=0.5, seed=1)
+    x, y = _data(200, 0)
+    present = _present(200)
+    present["b"][:20] = False
+    batch = Batch(x, present, y, torch.arange(200))
+    assert method.prepare_batch(batch, training=False) is batch
+    noisy = method.prepare_batch(batch, training=True)
+    changed = torch.stack([(noisy.inputs[m] != x[m]).any(1) for m in MODALITIES], 1)
+    assert not bool((changed.sum(1) > 1).any())  # at most one modality per sample
+    assert 0.35 < float(changed.any(1).float().mean()) < 0.65  # about train_noise_p of them
+    assert not bool(changed[:20, 1].any())  # never an absent modality
+    assert bool(changed[:, 0].any()) and bool(changed[:, 1].any())
+    again = method.prepare_batch(batch, training=True)
+    assert all(torch.equal(again.inputs[m], noisy.inputs[m]) for m in MODALITIES)
+    method.on_epoch_start(1, 5)  # a new epoch draws new noise
+    later = method.prepare_batch(batch, training=True)
+    assert not torch.equal(later.inputs["a"], noisy.inputs["a"])
+    with pytest.raises(ConfigError, match="train_noise"):
+        DMS(_spec(), train_noise=-1.0)

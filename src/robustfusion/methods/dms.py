@@ -21,7 +21,11 @@ Decisions where the paper is silent [ours]:
 * DMS fuses in its own shared space, so ``spec.fusion`` (``--fusion``) is ignored; ``hidden_dim``
   sets the width of the fused classifier and, by default, of the shared space;
 * absent modalities get weight 0, are left out of the consistency of the others and of the
-  unimodal losses.
+  unimodal losses;
+* ``train_noise`` (off by default) is an extension: during training, a fraction
+  ``train_noise_p`` of the samples get Gaussian noise of std ``U(0, train_noise)`` (data units) on
+  one present modality drawn at random, seeded per (seed, sample index, epoch), so that a learned
+  scheduler sees unreliable modalities; trained on clean data only it never does.
 """
 
 from __future__ import annotations
@@ -40,9 +44,13 @@ from robustfusion.modules.dms_signals import (
     semantic_consistency,
 )
 from robustfusion.modules.mc_dropout import HeadMasks, MCDropoutHead
+from robustfusion.modules.noise_levels import sample_hash
 from robustfusion.modules.scheduler import build_scheduler
 from robustfusion.registry import METHODS
 from robustfusion.types import Batch, FusionOutput
+
+#: ``sample_hash`` returns 31-bit integers.
+_HASH_RANGE = 1 << 31
 
 
 @METHODS.register(
@@ -55,7 +63,8 @@ class DMS(Method):
 
     Options: ``scheduler`` ("rule" | "learned"), ``T`` MC samples (10), ``mc_dropout`` (0.1),
     ``a``, ``b``, ``g``, ``tau`` (1), ``consistency_weight`` λ (0.1), ``unimodal_weight`` (1),
-    ``shared_dim`` (default ``hidden_dim``), ``scheduler_hidden`` (64), ``detach_signals`` (True).
+    ``shared_dim`` (default ``hidden_dim``), ``scheduler_hidden`` (64), ``detach_signals`` (True),
+    ``train_noise`` (0: off), ``train_noise_p`` (0.5), ``seed`` (0, seeds the training noise).
     """
 
     def __init__(
@@ -73,6 +82,9 @@ class DMS(Method):
         shared_dim: int | None = None,
         scheduler_hidden: int = 64,
         detach_signals: bool = True,
+        train_noise: float = 0.0,
+        train_noise_p: float = 0.5,
+        seed: int = 0,
     ) -> None:
         super().__init__(spec)
         if scheduler not in ("rule", "learned"):
@@ -91,6 +103,12 @@ class DMS(Method):
             raise ConfigError(f"dms: tau={tau} must be > 0, e.g. dms.tau=1")
         if consistency_weight < 0 or unimodal_weight < 0:
             raise ConfigError("dms: consistency_weight and unimodal_weight must be >= 0")
+        if float(train_noise) < 0 or not 0.0 <= float(train_noise_p) <= 1.0:
+            raise ConfigError("dms: train_noise must be >= 0 and train_noise_p in [0, 1]")
+        self.train_noise = float(train_noise)
+        self.train_noise_p = float(train_noise_p)
+        self.seed = int(seed)
+        self._epoch = 0
         self.scheduler_kind = scheduler
         self.samples = int(T)
         self.consistency_weight = float(consistency_weight)
@@ -114,6 +132,35 @@ class DMS(Method):
             nn.Linear(spec.hidden_dim, spec.num_classes),
         )
         self._logged: dict[str, Tensor] = {}
+
+    def on_epoch_start(self, epoch: int, max_epochs: int) -> None:
+        self._epoch = int(epoch)
+
+    def prepare_batch(self, batch: Batch, training: bool) -> Batch:
+        """Training with ``train_noise > 0``: noise on one random present modality per chosen sample."""
+        if not training or self.train_noise <= 0.0 or self.train_noise_p <= 0.0:
+            return batch
+        from robustfusion.data.corruptions import add_gaussian_noise
+
+        index = batch.index.detach().cpu().long()
+        draw = sample_hash(index, self.seed, self._epoch, 0xD35).double() / float(_HASH_RANGE)
+        chosen = draw < self.train_noise_p
+        which = sample_hash(index, self.seed, self._epoch, 0x3C1)
+        scale = sample_hash(index, self.seed, self._epoch, 0x5CA).double() / float(_HASH_RANGE)
+        mask = torch.stack([batch.present[m].detach().cpu().bool() for m in self.modalities], 1)
+        # the k-th present modality of each sample, k uniform over its present modalities
+        rank = which % mask.sum(dim=1).clamp_min(1)
+        target = (mask.long().cumsum(dim=1) - 1 == rank.unsqueeze(1)) & mask
+        inputs = dict(batch.inputs)
+        for j, m in enumerate(self.modalities):
+            rows = chosen & target[:, j]
+            if not bool(rows.any()):
+                continue
+            x = batch.inputs[m]
+            std = torch.where(rows, self.train_noise * scale, torch.zeros_like(scale))
+            seeds = sample_hash(index, self.seed, self._epoch, 0x401CE, j)
+            inputs[m] = add_gaussian_noise(x, std.to(x.device, torch.float32), seeds)
+        return batch.replace(inputs=inputs)
 
     def forward(
         self,
