@@ -124,6 +124,7 @@ def main() -> None:
         handle, temp = tempfile.mkstemp(dir=args.out.parent, suffix=".json")
         with os.fdopen(handle, "w") as stream:
             json.dump(result, stream, indent=2)
+        os.chmod(temp, 0o644)
         os.replace(temp, args.out)
 
 

@@ -50,6 +50,7 @@ def _write_atomic(path: Path, text: str) -> None:
     handle, temp = tempfile.mkstemp(dir=path.parent, suffix=path.suffix)
     with os.fdopen(handle, "w") as stream:
         stream.write(text)
+    os.chmod(temp, 0o644)
     os.replace(temp, path)
 
 

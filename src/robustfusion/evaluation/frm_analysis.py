@@ -143,6 +143,7 @@ def plot_frm(log: FrmLog, out: Path, title: str = "") -> Path:
     os.close(handle)
     try:
         figure.savefig(temp, format=(out.suffix.lstrip(".") or "png"))
+        os.chmod(temp, 0o644)  # mkstemp creates 0600; a figure is meant to be shared
         os.replace(temp, out)
     finally:
         plt.close(figure)
