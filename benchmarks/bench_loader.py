@@ -27,8 +27,8 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
+from robustfusion.atomic import save_image, save_npy, write_json, write_text
 from robustfusion.data import DatasetInfo, collate
-from robustfusion.data.atomic import save_image, save_npy, write_json, write_text
 from robustfusion.data.av_dataset import ClipEntry, frame_dir_name, frame_name, write_index_rows
 from robustfusion.data.datasets import cremad
 from robustfusion.encoders import build_encoder

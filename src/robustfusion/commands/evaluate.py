@@ -6,9 +6,9 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from robustfusion.atomic import write_json
 from robustfusion.errors import ConfigError
 from robustfusion.registry import CORRUPTIONS
-from robustfusion.training.files import write_json
 
 NAME = "evaluate"
 HELP = "evaluate a trained run on its test split, clean or corrupted; prints a table, writes JSON"

@@ -22,7 +22,7 @@ from typing import Any
 
 from PIL import Image
 
-from robustfusion.data.atomic import (
+from robustfusion.atomic import (
     atomic_directory,
     remove_stale_temporaries,
     save_image,

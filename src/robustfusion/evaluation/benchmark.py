@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from robustfusion.atomic import write_json, write_text
 from robustfusion.data import DatasetInfo, DataSplits
 from robustfusion.errors import ConfigError, DataError
 from robustfusion.evaluation.grids import (
@@ -36,7 +37,6 @@ from robustfusion.evaluation.grids import (
     subset_name,
 )
 from robustfusion.training.config import TrainConfig
-from robustfusion.training.files import write_json, write_text
 
 RESULTS_FILE = "results.csv"
 META_FILE = "benchmark.json"

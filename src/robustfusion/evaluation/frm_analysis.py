@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import csv
 import math
-import os
 import re
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from robustfusion.atomic import save_figure
 from robustfusion.errors import DataError
 
 LOG_FILE = Path("logs") / "metrics.csv"
@@ -139,14 +138,5 @@ def plot_frm(log: FrmLog, out: Path, title: str = "") -> Path:
     if title:
         top.set_title(title)
     figure.tight_layout()
-    handle, temp = tempfile.mkstemp(dir=out.parent, suffix=out.suffix or ".png")
-    os.close(handle)
-    try:
-        figure.savefig(temp, format=(out.suffix.lstrip(".") or "png"))
-        os.chmod(temp, 0o644)  # mkstemp creates 0600; a figure is meant to be shared
-        os.replace(temp, out)
-    finally:
-        plt.close(figure)
-        if os.path.exists(temp):
-            os.unlink(temp)
+    save_figure(figure, out, dpi=100)
     return out

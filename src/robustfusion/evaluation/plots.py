@@ -3,38 +3,13 @@
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from robustfusion.atomic import save_figure
+
 #: One curve: severities, means over seeds and standard deviations over seeds.
 Curve = tuple[Sequence[float], Sequence[float], Sequence[float]]
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def save_figure(figure: object, path: Path) -> Path:
-    """Save a matplotlib figure to ``path`` atomically and close it."""
-    import matplotlib.pyplot as plt
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
-    os.close(handle)
-    try:
-        figure.savefig(temp, format=path.suffix.lstrip(".") or "png", dpi=110)  # type: ignore[attr-defined]
-        os.chmod(temp, 0o666 & ~_umask())  # mkstemp creates 0600; give the usual permissions
-        os.replace(temp, path)
-    finally:
-        plt.close(figure)  # type: ignore[arg-type]
-        if os.path.exists(temp):
-            os.unlink(temp)
-    return path
 
 
 def plot_panels(

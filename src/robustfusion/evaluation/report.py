@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from robustfusion.atomic import write_text
 from robustfusion.errors import DataError
 from robustfusion.evaluation import grids
 from robustfusion.evaluation.benchmark import (
@@ -28,7 +29,6 @@ from robustfusion.evaluation.benchmark import (
     iter_rows,
 )
 from robustfusion.evaluation.plots import Curve, plot_panels
-from robustfusion.training.files import write_text
 
 REPORT_FILE = "report.md"
 FIGURES_DIR = "figures"

@@ -11,8 +11,8 @@ from typing import Any
 
 import yaml
 
+from robustfusion.atomic import write_text
 from robustfusion.errors import ConfigError
-from robustfusion.training.files import write_text
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 

@@ -6,7 +6,7 @@ import csv
 import io
 from pathlib import Path
 
-from robustfusion.training.files import write_text
+from robustfusion.atomic import write_text
 
 
 def read_rows(path: Path) -> list[dict[str, str]]:

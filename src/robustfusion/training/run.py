@@ -19,6 +19,7 @@ import torch
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.utilities import rank_zero_only
 
+from robustfusion.atomic import save_state_dict, write_json
 from robustfusion.data import DataSplits
 from robustfusion.errors import CheckpointError, ConfigError
 from robustfusion.model import MultimodalModel
@@ -27,7 +28,6 @@ from robustfusion.training.callbacks import BestModel, EpochEnd
 from robustfusion.training.config import TrainConfig
 from robustfusion.training.csv_log import prepend_rows, read_rows
 from robustfusion.training.datamodule import MultimodalDataModule
-from robustfusion.training.files import save_state_dict, write_json
 from robustfusion.training.lightning_module import FusionModule
 from robustfusion.training.seeding import seed_all
 

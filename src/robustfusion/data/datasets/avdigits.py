@@ -37,6 +37,7 @@ import numpy as np
 import torch
 from scipy.signal import lfilter, resample_poly
 
+from robustfusion.atomic import save_npz
 from robustfusion.data.arrays import SPLIT_NAMES, splits_from_arrays
 from robustfusion.data.base import DatasetInfo, DataSplits, ModalityInfo
 from robustfusion.data.cache import dataset_root
@@ -177,15 +178,7 @@ def prepare(
     if not force and path.is_file() and _stored_config(path) == asdict(config):
         return path.parent
     arrays = build(config, workers=workers, progress=verbose)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{CACHE_FILE}.", suffix=".tmp.npz", dir=path.parent)
-    os.close(fd)
-    try:
-        np.savez_compressed(tmp, **arrays)
-        os.chmod(tmp, 0o644)  # a shared cache: mkstemp creates 0600
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    save_npz(path, arrays)
     return path.parent
 
 

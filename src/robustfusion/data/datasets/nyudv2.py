@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from robustfusion.data.atomic import save_image, write_json
+from robustfusion.atomic import save_image, write_json
 from robustfusion.data.base import DatasetInfo, DataSplits, ModalityInfo
 from robustfusion.data.cache import dataset_root
 from robustfusion.data.images import INTENSITY_SCALE
