@@ -38,7 +38,7 @@ from robustfusion.data.images import (
     resize_eval,
     to_tensor,
 )
-from robustfusion.data.stratified import stratified_holdout
+from robustfusion.data.stratify import stratified_holdout
 from robustfusion.errors import ConfigError, DataError
 
 MODALITIES = ("audio", "visual")

@@ -26,7 +26,7 @@ from robustfusion.data.base import DatasetInfo, DataSplits, ModalityInfo
 from robustfusion.data.cache import dataset_root
 from robustfusion.data.images import INTENSITY_SCALE
 from robustfusion.data.rgbd_dataset import PairedRGBDDataset, scan_split
-from robustfusion.data.stratified import stratified_holdout
+from robustfusion.data.stratify import stratified_holdout
 from robustfusion.errors import ConfigError, DataError
 from robustfusion.registry import DATASETS, PREPARERS
 
