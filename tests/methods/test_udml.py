@@ -287,6 +287,8 @@ def test_bad_options_raise_config_errors() -> None:
         build_method("udml", MethodSpec(modalities=("a",), feature_dims={"a": 4}, num_classes=2))
     with pytest.raises(ConfigError, match="clean_until"):
         build_method("udml", SPEC, {"udml": {"clean_until": 0.8, "full_weights_from": 0.6}})
+    with pytest.raises(ConfigError, match="use_dependency must be true or false"):
+        build_method("udml", SPEC, {"udml": {"use_dependency": "false"}})
     with pytest.raises(ConfigError, match="vector_norm"):
         build_method("udml", SPEC, {"udml": {"vector_norm": "group"}})
     with pytest.raises(ConfigError, match="bad options"):

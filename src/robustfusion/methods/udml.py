@@ -65,6 +65,13 @@ from robustfusion.types import Batch, FusionOutput
 _DEFAULT_IMAGE_SCALE = 1.0 / 255.0
 
 
+def _flag(name: str, value: object) -> bool:
+    """A boolean option; a string such as ``"false"`` is an error, not ``True``."""
+    if not isinstance(value, bool):
+        raise ConfigError(f"udml: option {name} must be true or false, got {value!r}")
+    return value
+
+
 def _phase_start(fraction: float, max_epochs: int) -> int:
     """First epoch at or after ``fraction`` of the run (robust to float rounding: 0.7 * 10 -> 7)."""
     return math.ceil(fraction * max_epochs - 1e-9)
@@ -126,11 +133,11 @@ class UDML(Method):
         self.gamma = float(gamma)
         self.beta = float(beta)
         self.mse_weight = float(mse_weight)
-        self.per_sample = bool(per_sample_dependency)
-        self.use_dependency = bool(use_dependency)
-        self.use_estimator = bool(use_estimator)
-        self.probabilistic = bool(probabilistic)
-        self.detach_uncertainty = bool(detach_uncertainty)
+        self.per_sample = _flag("per_sample_dependency", per_sample_dependency)
+        self.use_dependency = _flag("use_dependency", use_dependency)
+        self.use_estimator = _flag("use_estimator", use_estimator)
+        self.probabilistic = _flag("probabilistic", probabilistic)
+        self.detach_uncertainty = _flag("detach_uncertainty", detach_uncertainty)
         self.clean_until = float(clean_until)
         self.full_weights_from = float(full_weights_from)
         self.lr_step_at = float(lr_step_at)
