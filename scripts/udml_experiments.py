@@ -41,6 +41,8 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "udml-uniform-weights": ("udml", {"use_dependency": False, "use_estimator": False}),
     # A 100x stronger KL: sigma (which the detached predictor reads) must carry the noise level.
     "udml-beta-1e-2": ("udml", {"beta": 1e-2}),
+    # [ours] Each sample's own dependency instead of the global moving average.
+    "udml-per-sample-alpha": ("udml", {"per_sample_dependency": True}),
 }
 
 #: Per dataset: training settings and the Gaussian severities per evaluated kind

@@ -28,6 +28,7 @@ ORDER = [
     "udml-vector-bn",
     "udml-uniform-weights",
     "udml-beta-1e-2",
+    "udml-per-sample-alpha",
 ]
 
 
