@@ -70,18 +70,21 @@ def run_dir(out: Path, dataset: str, variant: str, seed: int) -> Path:
     return out / dataset / variant / f"seed{seed}"
 
 
-def train_one(out: Path, dataset: str, variant: str, seed: int) -> Path:
+def train_one(out: Path, dataset: str, variant: str, seed: int, epochs: int | None = None) -> Path:
     directory = run_dir(out, dataset, variant, seed)
     if (directory / METRICS_FILE).is_file():
         return directory
     method, options = VARIANTS[variant]
+    settings = dict(SETTINGS[dataset]["train"])
+    if epochs is not None:
+        settings["epochs"] = epochs
     config = TrainConfig(
         dataset=dataset,
         method=method,
         method_options={"udml": {**options, "seed": seed}} if method == "udml" else {},
         seed=seed,
         out=str(directory),
-        **SETTINGS[dataset]["train"],
+        **settings,
     )
     started = time.perf_counter()
     metrics = train(config, progress=False)
@@ -136,6 +139,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS)[:6], choices=list(VARIANTS))
     parser.add_argument("--out", type=Path, default=Path("runs/udml"))
+    parser.add_argument("--epochs", type=int, default=None, help="override the dataset's epochs")
     args = parser.parse_args()
     torch.set_num_threads(1)
 
@@ -148,7 +152,7 @@ def main() -> None:
             done.add((row["variant"], row["seed"]))
     for seed in args.seeds:
         for variant in args.variants:
-            directory = train_one(args.out, args.dataset, variant, seed)
+            directory = train_one(args.out, args.dataset, variant, seed, args.epochs)
             if (variant, seed) in done:
                 continue
             rows = evaluate_one(directory, args.dataset, variant, seed)
