@@ -65,3 +65,20 @@ def test_composes_with_another_method() -> None:
     assert "alpha" in out.extras
     method.on_epoch_start(9, 10)
     assert float(method.inner.kl_weight) > 0.19
+
+
+def test_the_run_seed_keys_the_draws_unless_the_option_overrides_it() -> None:
+    from dataclasses import replace
+
+    from robustfusion.methods import build_method
+
+    base = MethodSpec(("a", "b", "c"), {"a": 4, "b": 4, "c": 4}, 3)
+    assert build_method("modality_dropout", replace(base, seed=7)).seed == 7
+    assert (
+        build_method(
+            "modality_dropout", replace(base, seed=7), {"modality_dropout": {"seed": 2}}
+        ).seed
+        == 2
+    )
+    assert build_method("udml", replace(base, seed=5)).seed == 5
+    assert build_method("dms", replace(base, seed=3)).seed == 3

@@ -31,6 +31,9 @@ class MethodSpec:
     #: ``ModalityInfo.intensity_scale`` per modality (stored-value change per 0-255 intensity
     #: unit, images only): lets UDML inject noise given in 0-255 units.
     input_scales: Mapping[str, float | None] = field(default_factory=dict)
+    #: The run's seed (``--seed``): methods that draw per-sample randomness (noise levels, dropped
+    #: modalities) key it on this unless their own ``seed`` option is given.
+    seed: int = 0
 
 
 class Method(nn.Module):

@@ -64,7 +64,7 @@ class DMS(Method):
     Options: ``scheduler`` ("rule" | "learned"), ``T`` MC samples (10), ``mc_dropout`` (0.1),
     ``a``, ``b``, ``g``, ``tau`` (1), ``consistency_weight`` λ (0.1), ``unimodal_weight`` (1),
     ``shared_dim`` (default ``hidden_dim``), ``scheduler_hidden`` (64), ``detach_signals`` (True),
-    ``train_noise`` (0: off), ``train_noise_p`` (0.5), ``seed`` (0, seeds the training noise).
+    ``train_noise`` (0: off), ``train_noise_p`` (0.5), ``seed`` (seeds the training noise; default: the run's ``--seed``).
     """
 
     def __init__(
@@ -84,7 +84,7 @@ class DMS(Method):
         detach_signals: bool = True,
         train_noise: float = 0.0,
         train_noise_p: float = 0.5,
-        seed: int = 0,
+        seed: int | None = None,
     ) -> None:
         super().__init__(spec)
         if scheduler not in ("rule", "learned"):
@@ -107,7 +107,7 @@ class DMS(Method):
             raise ConfigError("dms: train_noise must be >= 0 and train_noise_p in [0, 1]")
         self.train_noise = float(train_noise)
         self.train_noise_p = float(train_noise_p)
-        self.seed = int(seed)
+        self.seed = int(spec.seed if seed is None else seed)
         self._epoch = 0
         self.scheduler_kind = scheduler
         self.samples = int(T)

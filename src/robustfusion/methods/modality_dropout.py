@@ -53,18 +53,18 @@ def drop_modalities(
     "static fusion trained with whole modalities dropped at random (option p=0.3)",
 )
 class ModalityDropout(Method):
-    """Options: ``p`` (0.3), ``seed`` (0). Composable as the outer method: ``modality_dropout+X``."""
+    """Options: ``p`` (0.3), ``seed`` (default: the run's ``--seed``). Composable as the outer method: ``modality_dropout+X``."""
 
     composable = True
 
     def __init__(
-        self, spec: MethodSpec, p: float = 0.3, seed: int = 0, inner: Method | None = None
+        self, spec: MethodSpec, p: float = 0.3, seed: int | None = None, inner: Method | None = None
     ) -> None:
         super().__init__(spec)
         if not 0.0 <= p < 1.0:
             raise ConfigError(f"modality_dropout: p must be in [0, 1), got {p}")
         self.p = float(p)
-        self.seed = int(seed)
+        self.seed = int(spec.seed if seed is None else seed)
         self.inner: Method = inner if inner is not None else StaticFusion(spec)
         self.wants_spatial_features = self.inner.wants_spatial_features
         self.epoch = 0

@@ -106,7 +106,7 @@ class UDML(Method):
         vector_noise_scale: float = 0.1,
         spectrogram_noise_scale: float = 1.0,
         vector_norm: str = "layer",
-        seed: int = 0,
+        seed: int | None = None,
     ) -> None:
         super().__init__(spec)
         if len(self.modalities) < 2:
@@ -145,7 +145,7 @@ class UDML(Method):
         self.max_level = int(max_level)
         self.vector_noise_scale = float(vector_noise_scale)
         self.spectrogram_noise_scale = float(spectrogram_noise_scale)
-        self.seed = int(seed)
+        self.seed = int(spec.seed if seed is None else seed)
 
         dims = {m: int(spec.feature_dims[m]) for m in self.modalities}
         self.heads = nn.ModuleDict(

@@ -73,6 +73,7 @@ def build_model(config: TrainConfig, info: DatasetInfo) -> MultimodalModel:
         input_shapes={m.name: tuple(m.shape) for m in info.modalities},
         input_kinds={m.name: m.kind for m in info.modalities},
         input_scales={m.name: m.intensity_scale for m in info.modalities},
+        seed=config.seed,
     )
     method = build_method(config.method, spec, config.method_options)
     return MultimodalModel(encoders, method)
