@@ -13,10 +13,7 @@ Targets (issue 6): DMS <= 1.5x static, and the loop >= 4x slower than DMS.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import statistics
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -24,6 +21,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from robustfusion.atomic import write_json
 from robustfusion.data import collate, load_dataset
 from robustfusion.methods.dms import DMS
 from robustfusion.model import MultimodalModel
@@ -126,11 +124,7 @@ def main() -> None:
     print(f"dms / static = {result['dms_over_static']:.2f}  (target <= 1.5)")
     print(f"loop / dms   = {result['loop_over_dms']:.2f}  (target >= 4)")
     if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=args.out.parent, suffix=".tmp")
-        with os.fdopen(fd, "w") as handle:
-            json.dump(result, handle, indent=2)
-        os.replace(tmp, args.out)
+        write_json(args.out, result)
 
 
 if __name__ == "__main__":

@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import tempfile
 import time
 from pathlib import Path
 
 import torch
 
+from robustfusion.atomic import write_json
 from robustfusion.data import load_dataset
 from robustfusion.data.base import TensorMultimodalDataset
 from robustfusion.model import MultimodalModel
@@ -120,12 +119,7 @@ def main() -> None:
     }
     print(json.dumps(result, indent=2))
     if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        handle, temp = tempfile.mkstemp(dir=args.out.parent, suffix=".json")
-        with os.fdopen(handle, "w") as stream:
-            json.dump(result, stream, indent=2)
-        os.chmod(temp, 0o644)
-        os.replace(temp, args.out)
+        write_json(args.out, result)
 
 
 if __name__ == "__main__":

@@ -16,13 +16,12 @@ import argparse
 import csv
 import dataclasses
 import io
-import os
 import statistics
-import tempfile
 from pathlib import Path
 
 import torch
 
+from robustfusion.atomic import write_text
 from robustfusion.data import DatasetInfo
 from robustfusion.evaluation.evaluate import evaluate_model
 from robustfusion.training.config import TrainConfig
@@ -49,13 +48,6 @@ def standardised(info: DatasetInfo) -> DatasetInfo:
     )
 
 
-def write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
-    os.replace(tmp, path)
-
-
 def read_rows(path: Path) -> list[dict[str, str]]:
     if not path.is_file():
         return []
@@ -68,7 +60,7 @@ def write_rows(path: Path, rows: list[dict]) -> None:
     writer = csv.DictWriter(buffer, fieldnames=[*COLUMNS, COLUMNS_WEIGHTS])
     writer.writeheader()
     writer.writerows(rows)
-    write_atomic(path, buffer.getvalue())
+    write_text(path, buffer.getvalue())
 
 
 def summary(rows: list[dict[str, str]]) -> str:
@@ -150,7 +142,7 @@ def main() -> None:
     parser.add_argument("--summary-only", action="store_true", help="rewrite summary.md only")
     args = parser.parse_args()
     if args.summary_only:
-        write_atomic(args.out / "summary.md", summary(read_rows(args.out / "results.csv")))
+        write_text(args.out / "summary.md", summary(read_rows(args.out / "results.csv")))
         return
     torch.set_num_threads(1)
     epochs = {k: int(v) for k, v in (item.split("=") for item in args.epochs)}
@@ -211,7 +203,7 @@ def main() -> None:
                         )
                         done.add(key)
                 write_rows(results, rows)
-                write_atomic(args.out / "summary.md", summary(read_rows(results)))
+                write_text(args.out / "summary.md", summary(read_rows(results)))
                 print(f"done {dataset} {label} seed {seed}", flush=True)
 
 

@@ -18,14 +18,13 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
 import statistics
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from robustfusion.atomic import write_text
 from robustfusion.evaluation.evaluate import evaluate_model
 from robustfusion.evaluation.frm_analysis import epoch_means, read_frm_log
 from robustfusion.evaluation.grids import TransformedDataset, missing_subsets, remove_modalities
@@ -43,15 +42,6 @@ VARIANTS: dict[str, tuple[str, dict[str, dict[str, Any]]]] = {
     "mwam_k1_sgd": ("mwam", {"mwam": {"alpha": 1.0, "beta": 0.0}}),
     "static_sgd": ("static", {}),
 }
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(dir=path.parent, suffix=path.suffix)
-    with os.fdopen(handle, "w") as stream:
-        stream.write(text)
-    os.chmod(temp, 0o644)
-    os.replace(temp, path)
 
 
 def _run(out: Path, dataset: str, method: str, seed: int, epochs: int, **extra: Any) -> Path:
@@ -101,8 +91,8 @@ def pcr(args: argparse.Namespace) -> None:
                 print(dataset, method, seed, f"full {full:.4f}", flush=True)
     fields = list(rows[0])
     lines = [",".join(fields)] + [",".join(str(r[f]) for f in fields) for r in rows]
-    _write_atomic(args.out / "pcr.csv", "\n".join(lines) + "\n")
-    _write_atomic(args.out / "pcr.md", _pcr_table(rows))
+    write_text(args.out / "pcr.csv", "\n".join(lines) + "\n")
+    write_text(args.out / "pcr.md", _pcr_table(rows))
     print(_pcr_table(rows))
 
 
@@ -161,7 +151,7 @@ def faster(args: argparse.Namespace) -> None:
                 m: [statistics.mean(p[e][quantity][m] for p in per_seed) for e in epochs]
                 for m in ("image", "audio")
             }
-    _write_atomic(args.out / "faster.json", json.dumps(result, indent=2))
+    write_text(args.out / "faster.json", json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))
 
 

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import argparse
 import io
-import os
-import tempfile
 import zipfile
 from pathlib import Path
 
 import numpy as np
+
+from robustfusion.atomic import save_npz
 
 VIEWS = ("fou", "fac", "kar", "pix", "zer", "mor")
 DIMS = {"fou": 76, "fac": 216, "kar": 64, "pix": 240, "zer": 47, "mor": 6}
@@ -52,11 +52,7 @@ def build(wheel: Path, out: Path) -> None:
     counts = np.bincount(labels, minlength=10)
     if not (counts == 200).all():
         raise SystemExit(f"expected 200 samples per class, got {counts.tolist()}")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, suffix=".npz")
-    os.close(fd)
-    np.savez_compressed(tmp, y=labels, **arrays)
-    os.replace(tmp, out)
+    save_npz(out, {"y": labels, **arrays})
     print(f"wrote {out} ({out.stat().st_size} bytes): {', '.join(f'{v} {DIMS[v]}' for v in VIEWS)}")
 
 

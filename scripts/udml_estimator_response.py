@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +26,7 @@ import numpy as np
 import torch
 from scipy.stats import spearmanr
 
+from robustfusion.atomic import write_bytes
 from robustfusion.data import collate
 from robustfusion.methods.udml import UDML
 from robustfusion.model import MultimodalModel
@@ -67,14 +67,6 @@ def response(model: MultimodalModel, injector: UDML, batch: Batch, kind: str) ->
 
 def rho(curve: list[float]) -> float:
     return float(spearmanr(LEVELS, curve).statistic)
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-    os.replace(tmp, path)
 
 
 def plot(summary: dict[str, Any], path: Path) -> None:
@@ -152,7 +144,7 @@ def main() -> None:
                 f"{k} rho {s['rho_mean']:.3f} +- {s['rho_std']:.3f}" for k, s in entry.items()
             )
             print(f"{dataset} {m}: {line}")
-    write_atomic(args.json, (json.dumps(summary, indent=1) + "\n").encode())
+    write_bytes(args.json, (json.dumps(summary, indent=1) + "\n").encode())
     plot(summary, args.figure)
 
 
