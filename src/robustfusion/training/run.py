@@ -75,7 +75,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> d
         trainer = _trainer(config, out, [best, EpochEnd(best, checkpoint)], progress)
         if trainer.is_global_zero:
             config.to_yaml(out / CONFIG_FILE)
-        trainer.fit(module, datamodule=data, ckpt_path=ckpt_path, weights_only=False)
+        trainer.fit(module, datamodule=data, ckpt_path=ckpt_path, weights_only=True)
     fit_seconds = time.perf_counter() - started
     if not trainer.is_global_zero:
         return {}
@@ -202,7 +202,6 @@ class _quiet_lightning:
             ".*Checkpoint directory.*exists and is not empty.*",
             ".*Experiment logs directory.*exists and is not empty.*",
             ".*is smaller than the logging interval.*",
-            ".*You are using `torch.load` with `weights_only=False`.*",
             ".*isinstance\\(treespec, LeafSpec\\)` is deprecated.*",
             ".*It is recommended to use `self.log\\('val_acc'.*",  # reduced by hand already
         ):
