@@ -63,3 +63,10 @@ def test_a_type_error_inside_a_method_is_not_disguised_as_bad_options(monkeypatc
     spec = MethodSpec(("a", "b"), {"a": 2, "b": 2}, 2)
     with pytest.raises(TypeError, match="internal bug"):
         build_method("broken", spec, {"broken": {"size": 2}})
+
+
+def test_listing_aligns_descriptions_in_one_column() -> None:
+    registry: Registry = Registry("widget")
+    registry.register("a", "short name")(object)
+    registry.register("longer", "long name")(object)
+    assert registry.listing() == ["a       short name", "longer  long name"]

@@ -62,6 +62,12 @@ class Registry(Generic[T]):
     def names(self) -> list[str]:
         return [entry.name for entry in self]
 
+    def listing(self) -> list[str]:
+        """One line per entry, ``name  description``, names padded to one column."""
+        entries = list(self)
+        width = max((len(e.name) for e in entries), default=0)
+        return [f"{entry.name:<{width}}  {entry.description}" for entry in entries]
+
     def _load_builtins(self) -> None:
         """Import the package that registers the built-in entries of this kind (once)."""
         module = _BUILTIN_MODULES.get(self.kind)

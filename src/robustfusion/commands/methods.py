@@ -15,8 +15,5 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    entries = list(METHODS)
-    width = max((len(e.name) for e in entries), default=0)
-    for entry in entries:
-        print(f"{entry.name:<{width}}  {entry.description}")
+    print("\n".join(METHODS.listing()))
     return 0
