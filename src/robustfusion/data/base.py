@@ -21,9 +21,12 @@ MODALITY_KINDS = ("vector", "image", "spectrogram", "timeseries", "map")
 class ModalityInfo:
     """One modality: its name, per-sample shape and kind.
 
-    ``intensity_scale`` is, for images, the change of the stored value that one 0-255 intensity
-    unit makes (``1 / (255 * std)`` for standardised images), so that noise can be given in
-    0-255 units; ``None`` for modalities without pixel intensities.
+    ``intensity_scale`` is the change of the stored value that one *raw unit* makes, so that noise
+    can be given in the units the papers use: for images one 0-255 intensity unit
+    (``1 / (255 * std)`` for standardised images); for spectrograms one unit of natural-log
+    magnitude, ``ln|X|`` (``1 / std`` of the raw log-magnitude for standardised spectrograms;
+    UDML's authors add their audio noise in these units). ``None`` when unknown or meaningless.
+    The ``gaussian`` corruption reads it for images only.
     """
 
     name: str

@@ -12,6 +12,16 @@ from torch import Tensor, nn
 
 from robustfusion.types import Batch, FusionOutput
 
+#: The modality weights a method may fuse with. ``learned``: its own rule (for a uniform twin,
+#: trained with ``weights="uniform"``, that is uniform); ``uniform``: equal weights over the
+#: present modalities; ``oracle``: the corrupted modalities of each sample at the lowest weight
+#: the method allows (0) and the others sharing the rest (rows where no present modality, or
+#: every one, is corrupted get uniform weights). See ``docs/fidelity.md``.
+WEIGHT_MODES = ("learned", "uniform", "oracle")
+#: What a method's ``weights`` option accepts: its own rule, or fixed uniform weights (the
+#: "uniform twin": the same training with the weights taken out).
+TRAINED_WEIGHT_MODES = ("learned", "uniform")
+
 
 @dataclass(frozen=True)
 class MethodSpec:
@@ -28,8 +38,9 @@ class MethodSpec:
     hidden_dim: int = 128
     input_shapes: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
     input_kinds: Mapping[str, str] = field(default_factory=dict)
-    #: ``ModalityInfo.intensity_scale`` per modality (stored-value change per 0-255 intensity
-    #: unit, images only): lets UDML inject noise given in 0-255 units.
+    #: ``ModalityInfo.intensity_scale`` per modality (stored-value change per raw unit: one 0-255
+    #: intensity unit for images, one natural-log-magnitude unit for spectrograms; ``None`` when
+    #: unknown): lets UDML inject noise in the authors' units.
     input_scales: Mapping[str, float | None] = field(default_factory=dict)
     #: The run's seed (``--seed``): methods that draw per-sample randomness (noise levels, dropped
     #: modalities) key it on this unless their own ``seed`` option is given.
@@ -57,11 +68,60 @@ class Method(nn.Module):
 
     #: Methods that need spatial feature maps ``[B, C, h, w]`` instead of vectors set this.
     wants_spatial_features: ClassVar[bool] = False
+    #: Methods that fuse with per-sample modality weights set this, take a ``weights`` option
+    #: (``"learned"`` or ``"uniform"``: the uniform twin) and pass their weights through
+    #: :meth:`swap_weights`, so that evaluation can swap them (``evaluate --weights``).
+    has_dynamic_weights: ClassVar[bool] = False
 
     def __init__(self, spec: MethodSpec) -> None:
         super().__init__()
         self.spec = spec
         self.modalities: tuple[str, ...] = tuple(spec.modalities)
+        #: ``"learned"`` or ``"uniform"`` (the uniform twin); set from the ``weights`` option.
+        self.trained_weights = "learned"
+        self._weight_mode = "learned"
+        self._corrupted: Tensor | None = None
+
+    # ----------------------------------------------------------------- weight swaps
+    def set_weight_mode(self, mode: str, corrupted: Tensor | None = None) -> None:
+        """Choose the weights the next forward passes fuse with (see :data:`WEIGHT_MODES`).
+
+        ``corrupted`` (``BoolTensor[B, M]``, modality order of :attr:`modalities`) is required
+        for ``oracle`` and must match the batch of the next forward. A wrapper method passes the
+        mode on to its ``inner`` method. Evaluation resets the mode to ``learned`` afterwards.
+        """
+        if mode not in WEIGHT_MODES:
+            from robustfusion.errors import ConfigError
+
+            raise ConfigError(
+                f"unknown weights {mode!r}: choose one of {', '.join(WEIGHT_MODES)}"
+            )
+        self._weight_mode = mode
+        self._corrupted = corrupted if mode == "oracle" else None
+        inner = getattr(self, "inner", None)
+        if isinstance(inner, Method):
+            inner.set_weight_mode(mode, corrupted)
+
+    def effective_weight_mode(self) -> str:
+        """``learned``, ``uniform`` or ``oracle``: the evaluation swap if one is set, else the
+        weights the method was trained with (``uniform`` for a uniform twin)."""
+        if self._weight_mode == "learned":
+            return self.trained_weights
+        return self._weight_mode
+
+    def swap_weights(self, learned: Tensor, present: Mapping[str, Tensor]) -> Tensor:
+        """The normalised weights ``[B, M]`` to fuse with, given the method's ``learned`` ones.
+
+        ``learned`` must sum to 1 over the present modalities (absent ones 0). Returns it
+        unchanged in ``learned`` mode, else :func:`replacement_weights`. Methods with dynamic
+        weights call this and map the result to their native scale.
+        """
+        mode = self.effective_weight_mode()
+        if mode == "learned":
+            return learned
+        mask = torch.stack([present[m] for m in self.modalities], dim=1).to(learned.device)
+        corrupted = None if self._corrupted is None else self._corrupted.to(learned.device)
+        return replacement_weights(mode, mask, corrupted).to(learned.dtype)
 
     def forward(
         self, features: Mapping[str, Tensor], present: Mapping[str, Tensor]
@@ -94,6 +154,43 @@ class Method(nn.Module):
         """Whether the model after ``epoch`` may be selected on validation (default: every epoch;
         a progressive schedule such as UDML's excludes its warm-up phases)."""
         return True
+
+
+def replacement_weights(mode: str, present: Tensor, corrupted: Tensor | None = None) -> Tensor:
+    """Normalised ``[B, M]`` weights for ``mode`` ``uniform`` or ``oracle`` (see :data:`WEIGHT_MODES`).
+
+    Args:
+        present: ``BoolTensor[B, M]``.
+        corrupted: ``BoolTensor[B, M]`` (``oracle`` only): which modalities a corruption changed.
+    """
+    mask = present.to(torch.get_default_dtype())
+    uniform = mask / mask.sum(dim=1, keepdim=True).clamp_min(1.0)
+    if mode == "uniform":
+        return uniform
+    if mode != "oracle":
+        raise ValueError(f"no replacement weights for mode {mode!r}")
+    if corrupted is None:
+        raise ValueError("oracle weights need the corrupted mask of the batch")
+    if corrupted.shape != present.shape:
+        raise ValueError(
+            f"oracle: corrupted mask {tuple(corrupted.shape)} does not match {tuple(present.shape)}"
+        )
+    clean = (present & ~corrupted.bool()).to(mask.dtype)
+    bad = (present & corrupted.bool()).any(dim=1, keepdim=True)
+    informative = bad & (clean.sum(dim=1, keepdim=True) > 0)
+    oracle = clean / clean.sum(dim=1, keepdim=True).clamp_min(1.0)
+    return torch.where(informative, oracle, uniform)
+
+
+def trained_weights_option(method: str, value: object) -> str:
+    """Check a method's ``weights`` option (``learned`` or ``uniform``)."""
+    if value not in TRAINED_WEIGHT_MODES:
+        from robustfusion.errors import ConfigError
+
+        raise ConfigError(
+            f"{method}: option weights must be learned or uniform (the uniform twin), got {value!r}"
+        )
+    return str(value)
 
 
 def uniform_weights(present: Mapping[str, Tensor], modalities: tuple[str, ...]) -> Tensor:

@@ -5,7 +5,8 @@ modality, sample index)`` (``Batch.index``), so the same ``(seed, severity)`` co
 sample the same way in any batch, order or batch size. With ``target="each"`` every (sample,
 modality) is selected with p = 0.5 from a seed of ``(seed, modality, sample index)`` only: the
 same samples are corrupted at every severity and by every corruption. Absent modalities are
-never corrupted; severity 0 returns the batch unchanged (the same object).
+never corrupted; severity 0 returns the batch unchanged (the same object). The returned batch's
+``corrupted`` marks, per modality, the samples whose modality this call (or an earlier one) changed.
 """
 
 from __future__ import annotations
@@ -53,10 +54,13 @@ def corrupt(
     index = batch.index.detach().cpu().long()
     inputs = dict(batch.inputs)
     present = dict(batch.present)
+    corrupted = dict(batch.corrupted)
     for name in targets:
         selected = present[name].detach().cpu().bool().clone()
         if target == "each":
             selected &= uniform_from_seeds(sample_seeds(index, seed, "each", name)) < 0.5
+        before = corrupted.get(name, torch.zeros_like(batch.present[name], dtype=torch.bool))
+        corrupted[name] = before | selected.to(before.device)
         rows = selected.nonzero().flatten()
         if rows.numel() == 0:
             continue
@@ -70,8 +74,8 @@ def corrupt(
             p = present[name].clone()
             p[device_rows] = keep.to(p.device)
             present[name] = p
-    _keep_one(batch, inputs, present, index, seed, corruption, severity)
-    return batch.replace(inputs=inputs, present=present)
+    _keep_one(batch, inputs, present, corrupted, index, seed, corruption, severity)
+    return batch.replace(inputs=inputs, present=present, corrupted=corrupted)
 
 
 def _targets(target: str, info: DatasetInfo, batch: Batch) -> tuple[str, ...]:
@@ -95,6 +99,7 @@ def _keep_one(
     batch: Batch,
     inputs: dict[str, Tensor],
     present: dict[str, Tensor],
+    corrupted: dict[str, Tensor],
     index: Tensor,
     seed: int,
     corruption: str,
@@ -121,3 +126,8 @@ def _keep_one(
         p = present[name].clone()
         p[idx.to(p.device)] = True
         present[name] = p
+        if name in corrupted:  # restored as it was before this call
+            c = corrupted[name].clone()
+            earlier = batch.corrupted.get(name, torch.zeros_like(c))
+            c[idx.to(c.device)] = earlier[idx.to(c.device)]
+            corrupted[name] = c
