@@ -93,9 +93,7 @@ class Method(nn.Module):
         if mode not in WEIGHT_MODES:
             from robustfusion.errors import ConfigError
 
-            raise ConfigError(
-                f"unknown weights {mode!r}: choose one of {', '.join(WEIGHT_MODES)}"
-            )
+            raise ConfigError(f"unknown weights {mode!r}: choose one of {', '.join(WEIGHT_MODES)}")
         self._weight_mode = mode
         self._corrupted = corrupted if mode == "oracle" else None
         inner = getattr(self, "inner", None)
@@ -122,6 +120,14 @@ class Method(nn.Module):
         mask = torch.stack([present[m] for m in self.modalities], dim=1).to(learned.device)
         corrupted = None if self._corrupted is None else self._corrupted.to(learned.device)
         return replacement_weights(mode, mask, corrupted).to(learned.dtype)
+
+    @classmethod
+    def training_defaults(cls, options: Mapping[str, Any]) -> dict[str, Any]:
+        """Training settings (``TrainConfig`` fields such as ``optimizer``, ``lr``,
+        ``weight_decay``, ``momentum``, ``gradient_clip_val``) this method's recipe uses, given
+        its options (e.g. a ``preset``). They replace the global defaults for every setting the
+        user did not give; default: none."""
+        return {}
 
     def forward(
         self, features: Mapping[str, Tensor], present: Mapping[str, Tensor]
