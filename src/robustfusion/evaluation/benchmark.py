@@ -111,8 +111,15 @@ class BenchmarkConfig:
     grid: Grid = field(default_factory=Grid)
     method_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     eval_batch_size: int = 512
+    #: Independent (method, seed) cells trained and evaluated in parallel worker processes.
+    jobs: int = 1
+    #: "Do the weights matter?": train the uniform twin of every method with dynamic weights and
+    #: evaluate every checkpoint with learned, uniform and oracle weights.
+    weight_controls: bool = False
 
     def __post_init__(self) -> None:
+        if self.jobs < 1:
+            raise ConfigError(f"--jobs must be at least 1, got {self.jobs}")
         if not self.methods:
             raise ConfigError("--methods is empty: give e.g. static,tmc,qmf")
         if not self.seeds:

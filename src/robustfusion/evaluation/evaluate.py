@@ -27,14 +27,25 @@ def evaluate_model(
     target: str = "all",
     seed: int = 0,
     batch_size: int = 256,
+    weights: str = "learned",
 ) -> dict[str, Any]:
     """Metrics of ``model`` on ``dataset``, optionally corrupted (``corrupt(batch, info, ...)``).
+
+    ``weights`` swaps the modality weights the method fuses with (``learned``, ``uniform`` or
+    ``oracle``; see :data:`robustfusion.methods.base.WEIGHT_MODES`): the same checkpoint with its
+    own weights, uniform ones, or the corrupted modalities at the lowest weight.
 
     Returns ``accuracy``, ``macro_f1``, ``ece`` (15 bins) of the fused logits; ``unimodal_accuracy``
     per modality that has a unimodal head (counted over the samples where that modality is
     present after corruption); ``mean_weight`` per modality (mean of ``FusionOutput.weights``);
     and ``num_samples``. Corruptions are deterministic in ``(seed, severity, sample index)``.
     """
+    from robustfusion.methods.base import WEIGHT_MODES
+
+    if weights not in WEIGHT_MODES:
+        from robustfusion.errors import ConfigError
+
+        raise ConfigError(f"unknown --weights {weights!r}: choose one of {', '.join(WEIGHT_MODES)}")
     corrupt = None
     if corruption is not None:
         from robustfusion.data.corruptions import corrupt
@@ -54,7 +65,13 @@ def evaluate_model(
         if corrupt is not None:
             batch = corrupt(batch, info, corruption, severity, target=target, seed=seed)
         batch = model.method.prepare_batch(batch.to(device), False)
-        output = model(batch)
+        method = model.method
+        corrupted = batch.corrupted_matrix(method.modalities) if weights == "oracle" else None
+        method.set_weight_mode(weights, corrupted)
+        try:
+            output = model(batch)
+        finally:
+            method.set_weight_mode("learned")
         modalities = output.modalities
         logits.append(output.logits.float().cpu())
         targets.append(batch.target.cpu())
@@ -87,6 +104,7 @@ def evaluate_run(
     target: str = "all",
     seed: int = 0,
     batch_size: int = 256,
+    weights: str = "learned",
 ) -> dict[str, Any]:
     """Sweep the selected model of a finished run over ``severities`` on its test split.
 
@@ -107,6 +125,7 @@ def evaluate_run(
             target=target,
             seed=seed,
             batch_size=batch_size,
+            weights=weights,
         )
         results.append({"severity": float(severity), **metrics})
     return {
@@ -117,6 +136,7 @@ def evaluate_run(
         "train_seed": config.seed,
         "corruption": corruption or "none",
         "target": target,
+        "weights": weights,
         "seed": seed,
         "split": "test",
         "results": results,
