@@ -57,7 +57,7 @@ def evaluate_model(
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate)
     logits: list[Tensor] = []
     targets: list[Tensor] = []
-    weights: list[Tensor] = []
+    used_weights: list[Tensor] = []
     unimodal: dict[str, list[Tensor]] = {}
     unimodal_present: dict[str, list[Tensor]] = {}
     modalities: tuple[str, ...] = info.modality_names
@@ -75,14 +75,14 @@ def evaluate_model(
         modalities = output.modalities
         logits.append(output.logits.float().cpu())
         targets.append(batch.target.cpu())
-        weights.append(output.weights.float().cpu())
+        used_weights.append(output.weights.float().cpu())
         for name, head in output.unimodal_logits.items():
             unimodal.setdefault(name, []).append(head.float().cpu())
             unimodal_present.setdefault(name, []).append(batch.present[name].cpu())
     model.train(was_training)
 
     all_logits, all_targets = torch.cat(logits), torch.cat(targets)
-    all_weights = torch.cat(weights)
+    all_weights = torch.cat(used_weights)
     unimodal_accuracy = {}
     for name in (m for m in modalities if m in unimodal):
         seen = torch.cat(unimodal_present[name])
