@@ -48,20 +48,29 @@ class FakeBackend:
 
     def __init__(self, fail_after: int | None = None) -> None:
         self.trained: list[str] = []
+        self.fresh: list[str] = []
         self.evaluated: list[tuple[str, int]] = []
         self.fail_after = fail_after
         self.splits = _splits()
 
     def backend(self) -> Backend:
         return Backend(
-            info=lambda config: INFO, train=self.train, load=self.load, evaluate=self.evaluate
+            info=lambda config: INFO,
+            train=self.train,
+            load=self.load,
+            batches=lambda splits, size: [splits.test.__getitems__(list(range(len(splits.test))))],
+            evaluate=self.evaluate,
         )
 
-    def train(self, config: TrainConfig) -> dict[str, Any]:
-        self.trained.append(Path(str(config.out)).name)
+    def train(self, config: TrainConfig, fresh: bool = False) -> dict[str, Any]:
+        name = Path(str(config.out)).name
+        self.trained.append(name)
+        if fresh:
+            self.fresh.append(name)
         view = (config.method_options.get("unimodal") or {}).get("modality")
         metrics = {"val_accuracy": {"a": 0.5, "b": 0.9, "c": 0.7}.get(view, 0.8), "accuracy": 0.8}
-        Path(str(config.out)).mkdir(parents=True)
+        Path(str(config.out)).mkdir(parents=True, exist_ok=True)
+        config.to_yaml(Path(str(config.out)) / "config.yaml")
         (Path(str(config.out)) / "metrics.json").write_text(json.dumps(metrics))
         return metrics
 
@@ -69,22 +78,32 @@ class FakeBackend:
         return run_dir.name, self.splits, TrainConfig()
 
     def evaluate(
-        self, model: Any, dataset: Any, info: DatasetInfo, **kwargs: Any
-    ) -> dict[str, Any]:
-        if self.fail_after is not None and len(self.evaluated) >= self.fail_after:
-            raise Interrupted
-        batch = dataset.__getitems__(list(range(len(dataset))))
-        self.evaluated.append((model, len(self.evaluated)))
-        absent = [m for m in info.modality_names if not bool(batch.present[m].all())]
-        accuracy = 1.0 - 0.1 * len(absent) - 0.01 * float(batch.inputs["a"].abs().mean())
-        return {
-            "accuracy": accuracy,
-            "macro_f1": accuracy,
-            "ece": 0.1,
-            "unimodal_accuracy": {},
-            "mean_weight": {m: 1 / 3 for m in info.modality_names},
-            "num_samples": len(dataset),
-        }
+        self,
+        model: Any,
+        batches: list[Batch],
+        info: DatasetInfo,
+        transforms: list[Any],
+        **kwargs: Any,
+    ) -> list[dict[str, Any]]:
+        out = []
+        for transform in transforms:
+            if self.fail_after is not None and len(self.evaluated) >= self.fail_after:
+                raise Interrupted
+            batch = batches[0] if transform is None else transform(batches[0])
+            self.evaluated.append((model, len(self.evaluated)))
+            absent = [m for m in info.modality_names if not bool(batch.present[m].all())]
+            accuracy = 1.0 - 0.1 * len(absent) - 0.01 * float(batch.inputs["a"].abs().mean())
+            out.append(
+                {
+                    "accuracy": accuracy,
+                    "macro_f1": accuracy,
+                    "ece": 0.1,
+                    "unimodal_accuracy": {},
+                    "mean_weight": {m: 1 / 3 for m in info.modality_names},
+                    "num_samples": batch.batch_size,
+                }
+            )
+        return out
 
 
 def _config(
@@ -216,24 +235,113 @@ def test_real_benchmark_on_mfeat_resumes(tmp_path: Path) -> None:
     real = default_backend()
     calls = {"train": 0, "evaluate": 0}
 
-    def evaluate(*args: Any, **kwargs: Any) -> dict[str, Any]:
+    def evaluate(*args: Any, **kwargs: Any) -> list[dict[str, Any]]:
         calls["evaluate"] += 1
         if calls["evaluate"] == 3:
             raise Interrupted
         return real.evaluate(*args, **kwargs)
 
-    def train(config: TrainConfig) -> dict[str, Any]:
+    def train(config: TrainConfig, fresh: bool) -> dict[str, Any]:
         calls["train"] += 1
-        return real.train(config)
+        return real.train(config, fresh)
 
-    backend = Backend(info=real.info, train=train, load=real.load, evaluate=evaluate)
+    backend = Backend(
+        info=real.info, train=train, load=real.load, batches=real.batches, evaluate=evaluate
+    )
     with pytest.raises(Interrupted):
         Benchmark(config, backend, progress=False).run()
+    # the clean cell is the training's own test evaluation; then one pass per (corruption,
+    # target): gaussian all, gaussian each, and one per missing subset (2); killed in the third
     assert calls == {"train": 1, "evaluate": 3}
     Benchmark(config, backend, progress=False).run()
-    # 1 clean + 2 gaussian (all, each) + 2 subsets = 5 cells; 2 finished before the kill.
-    assert calls == {"train": 1, "evaluate": 3 + 3}
+    assert calls == {"train": 1, "evaluate": 3 + 2}
     rows = ResultsTable(tmp_path / "results.csv").records()
     clean = next(r for r in rows if r["corruption"] == "none")
-    assert float(clean["accuracy"]) > 0.5
+    metrics = json.loads((tmp_path / "runs" / "qmf-s0" / "metrics.json").read_text())
+    assert float(clean["accuracy"]) == metrics["accuracy"] > 0.5
     assert "| qmf |" in (tmp_path / "report.md").read_text()
+
+
+def test_a_run_of_other_settings_is_retrained_and_its_rows_redone(tmp_path: Path) -> None:
+    fake = FakeBackend()
+    Benchmark(_config(tmp_path, ("static",)), fake.backend(), progress=False).run()
+    first = ResultsTable(tmp_path / "results.csv").records()
+    assert fake.fresh == [] and len({r["config_hash"] for r in first}) == 2  # one per seed
+    other = _config(tmp_path, ("static",))
+    other.base = other.base.with_overrides(epochs=5)
+    again = FakeBackend()
+    Benchmark(other, again.backend(), progress=False).run()
+    assert again.trained == again.fresh == ["static-s0", "static-s1"]
+    second = ResultsTable(tmp_path / "results.csv").records()
+    assert len(second) == len(first)
+    assert not {r["config_hash"] for r in first} & {r["config_hash"] for r in second}
+    meta = json.loads((tmp_path / "benchmark.json").read_text())
+    assert {run["epochs"] for run in meta["runs"].values()} == {5}
+    same = FakeBackend()
+    Benchmark(other, same.backend(), progress=False).run()
+    assert same.trained == [] and same.evaluated == []
+
+
+def test_blur_is_only_aimed_at_ordered_modalities() -> None:
+    info = DatasetInfo(
+        name="mixed",
+        modalities=(ModalityInfo("img", (1, 8, 8), "image", 1 / 255), ModalityInfo("vec", (4,))),
+        num_classes=2,
+    )
+    grid = Grid(severities={"blur": (0.0, 1.0), "gaussian": (0.0, 1.0)}, modality_targets=("blur",))
+    assert grid.targets(info, "blur") == ("all", "each", "img")
+    assert grid.skipped(info) == [
+        {"corruption": "blur", "target": "vec", "reason": grid.skipped(info)[0]["reason"]}
+    ]
+    assert "unordered" in grid.skipped(info)[0]["reason"]
+    vectors = DatasetInfo(name="v", modalities=(ModalityInfo("a", (4,)),), num_classes=2)
+    assert grid.targets(vectors, "blur") == ()
+    n = 6
+    batch = Batch(
+        inputs={"img": torch.randn(n, 1, 8, 8), "vec": torch.randn(n, 4)},
+        present={"img": torch.ones(n, dtype=torch.bool), "vec": torch.ones(n, dtype=torch.bool)},
+        target=torch.zeros(n, dtype=torch.long),
+        index=torch.arange(n),
+    )
+    out = corrupt_level(batch, info, "blur", 1.0, "all", seed=0)
+    assert torch.equal(out.inputs["vec"], batch.inputs["vec"])
+    assert not torch.equal(out.inputs["img"], batch.inputs["img"])
+    assert bool(out.corrupted["img"].all()) and "vec" not in out.corrupted
+
+
+def test_method_labels_carry_options_and_name_safe_folders() -> None:
+    from robustfusion.errors import ConfigError, UnknownNameError
+    from robustfusion.evaluation.variants import parse_variant
+
+    variant = parse_variant("mwam+modality_dropout:preset=code:modality_dropout.p=0.5")
+    assert variant.name == "mwam+modality_dropout"
+    assert variant.options == {"mwam": {"preset": "code"}, "modality_dropout": {"p": 0.5}}
+    assert "/" not in variant.folder_name() and ":" not in variant.folder_name()
+    with pytest.raises(UnknownNameError):
+        parse_variant("udlm")
+    with pytest.raises(ConfigError, match="not part of"):
+        parse_variant("mwam:udml.gamma=4")
+    with pytest.raises(ConfigError, match="no per-sample weights"):
+        parse_variant("static~uniform")
+
+
+@pytest.mark.slow
+def test_parallel_jobs_give_the_same_results(tmp_path: Path) -> None:
+    grid = Grid(
+        severities={"gaussian": (0.0, 1.0, 4.0)}, modality_targets=(), max_missing_subsets=1
+    )
+    base = TrainConfig(
+        dataset="mfeat", dataset_options={"views": "fou,mor"}, epochs=1, batch_size=128
+    )
+    tables = []
+    for jobs in (1, 2):
+        out = tmp_path / f"jobs{jobs}"
+        config = BenchmarkConfig(
+            methods=("modality_dropout",), seeds=(0, 1), out=out, base=base, grid=grid,
+            jobs=jobs,
+        )  # fmt: skip
+        Benchmark(config, progress=False).run()
+        rows = ResultsTable(out / "results.csv").records()
+        tables.append(sorted(tuple(sorted(r.items())) for r in rows))
+    assert tables[0] == tables[1] and len(tables[0]) > 8
+    assert (tmp_path / "jobs2" / "runs" / "modality_dropout-s1" / "model.pt").is_file()

@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 
 from robustfusion.cli import main
-from robustfusion.evaluation.evaluate import evaluate_model, evaluate_run
+from robustfusion.evaluation.evaluate import evaluate_model
+from robustfusion.evaluation.sweep import evaluate_run
 from robustfusion.registry import METHODS
 from robustfusion.training.config import TrainConfig
 from robustfusion.training.run import load_run, train

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from robustfusion.errors import DataError
-from robustfusion.evaluation.benchmark import ResultsTable
 from robustfusion.evaluation.report import normalised_auc, pcr, write_report
+from robustfusion.evaluation.results import ResultsTable
 
 
 def test_normalised_auc_and_pcr_hand_examples() -> None:

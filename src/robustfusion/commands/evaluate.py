@@ -78,7 +78,7 @@ def format_table(report: dict[str, Any]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from robustfusion.evaluation.evaluate import evaluate_run  # Lightning loads only when needed
+    from robustfusion.evaluation.sweep import evaluate_run  # Lightning loads only when needed
 
     run_dir = Path(args.run_dir)
     if args.corruption is not None:

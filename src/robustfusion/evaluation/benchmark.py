@@ -1,12 +1,28 @@
 """The robustness benchmark: train every (method, seed) once, evaluate it over a grid, report.
 
-Cells are trainings ``(method, seed)`` (run folders ``DIR/runs/<method>-s<seed>/``, skipped when
-their ``metrics.json`` exists, resumed from their last checkpoint otherwise) and evaluations
-``(method, seed, corruption, severity, target)``. Every finished evaluation cell is appended to
-``DIR/results.csv`` as one line in a single write (see :class:`ResultsTable`), and the file is read
-back on start, so a killed benchmark redoes nothing that finished. Severity 0 of every curve is the run's clean evaluation (computed once). The
-missing-modality table uses rows ``corruption = missing_subset``, ``target = the absent
-modalities joined by '+'``.
+*Runs* are trainings ``(method label, seed)`` in ``DIR/runs/<label>-s<seed>/``. A finished run is
+reused only when its resolved configuration equals the requested one (its ``config.yaml`` hashes
+to the same :func:`config_hash`); otherwise it is trained afresh, and the rows measured on the
+old run are dropped. A run without ``metrics.json`` is resumed from its last checkpoint.
+
+*Cells* are evaluations ``(method, seed, corruption, severity, target, weights)``. Every finished
+cell is appended to ``DIR/results.csv`` as one line in a single write, tagged with its run's
+``config_hash``, and the file is read back on start, so a killed benchmark redoes nothing that
+finished. A run's test split is fetched once and every cell is evaluated on those batches;
+the severities of one corruption and target go through the model together. The clean cell is the
+test evaluation the training already made (``metrics.json``) when the corruption seed is 0, and
+severity 0 of every curve is a copy of it. The missing-modality table uses rows
+``corruption = missing_subset``, ``target = the absent modalities joined by '+'``.
+
+Method labels may carry options and name uniform twins (:mod:`robustfusion.evaluation.variants`).
+With ``weight_controls``, every method with per-sample weights also gets its uniform twin
+(``<label>~uniform``) and every checkpoint of those is evaluated with ``weights`` ``learned``,
+``uniform`` and ``oracle`` ("do the weights matter?").
+
+``jobs > 1`` runs independent runs in that many worker processes, each with
+``threads_per_job`` intra-op threads (default 1). The numbers do not depend on ``jobs``: every
+run uses the same thread count whatever the number of workers (the thread count can change the
+last bits of floating-point sums, so it is fixed rather than derived from ``jobs``).
 
 ``unimodal`` (best view): for the first seed one unimodal run per modality; the modality with
 the best validation accuracy is kept (``DIR/unimodal_view.json``) and trained for the other seeds.
@@ -14,105 +30,124 @@ the best validation accuracy is kept (``DIR/unimodal_view.json``) and trained fo
 
 from __future__ import annotations
 
-import csv
-import io
+import hashlib
 import json
 import math
-import os
-from collections.abc import Callable, Iterable, Sequence
+import multiprocessing
+import shutil
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from robustfusion.atomic import write_json, write_text
+import torch
+
+from robustfusion.atomic import write_json
 from robustfusion.data import DatasetInfo, DataSplits
-from robustfusion.errors import ConfigError, DataError
+from robustfusion.errors import ConfigError
 from robustfusion.evaluation.grids import (
     Grid,
-    TransformedDataset,
     check_grid,
     corrupt_level,
     missing_subsets,
     remove_modalities,
     subset_name,
 )
+from robustfusion.evaluation.results import (
+    BASE_COLUMNS,
+    CLEAN,
+    LEARNED,
+    META_FILE,
+    MISSING_SUBSET,
+    RESULTS_FILE,
+    ResultsTable,
+    cell_key,
+    iter_rows,
+)
+from robustfusion.evaluation.variants import MethodVariant, parse_variant, twin_of
 from robustfusion.training.config import TrainConfig
+from robustfusion.types import Batch
 
-RESULTS_FILE = "results.csv"
-META_FILE = "benchmark.json"
+__all__ = [
+    "Backend",
+    "Benchmark",
+    "BenchmarkConfig",
+    "Cell",
+    "ResultsTable",
+    "config_hash",
+    "evaluation_cells",
+    "iter_rows",
+    "parse_list",
+    "run_dir",
+]
+
 UNIMODAL_FILE = "unimodal_view.json"
 RUNS_DIR = "runs"
-CLEAN = "none"
-MISSING_SUBSET = "missing_subset"
-BASE_COLUMNS = (
-    "dataset",
-    "method",
-    "fusion",
-    "seed",
-    "corruption",
-    "severity",
-    "target",
-    "accuracy",
-    "macro_f1",
-    "ece",
-    "view",
-    "num_samples",
-)
-#: Training settings of a method that differ from the base config unless the user sets them:
-#: TMC's own optimiser settings (Han et al.: Adam, lr 3e-3, weight decay 1e-5).
-METHOD_TRAINING_DEFAULTS: dict[str, dict[str, Any]] = {
-    "tmc": {"lr": 3e-3, "weight_decay": 1e-5},
-}
-
-CellKey = tuple[str, int, str, str, str]
+#: Settings that do not change what a run computes (where it is written, how many loader workers).
+_UNHASHED = ("out", "num_workers")
 
 
-def cell_key(method: str, seed: int, corruption: str, severity: float, target: str) -> CellKey:
-    return (method, int(seed), corruption, _fmt(severity), target)
-
-
-def _fmt(severity: float | str) -> str:
-    return repr(float(severity))
+def config_hash(config: TrainConfig) -> str:
+    """A short hash of every setting of a resolved run configuration that changes its results."""
+    settings = {k: v for k, v in config.resolved().to_dict().items() if k not in _UNHASHED}
+    text = json.dumps(settings, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
 @dataclass
 class Backend:
-    """The functions the benchmark calls (injectable: tests pass fakes)."""
+    """The functions the benchmark calls (injectable: tests pass fakes).
+
+    ``train(config, fresh)`` trains (``fresh``: the run folder holds another configuration and is
+    replaced; else resume or start); ``batches(splits, batch_size)`` fetches the test split once;
+    ``evaluate(model, batches, info, transforms, weights, seed)`` returns one metrics dict per
+    transform (``None``: clean).
+    """
 
     info: Callable[[TrainConfig], DatasetInfo]
-    train: Callable[[TrainConfig], dict[str, Any]]
+    train: Callable[[TrainConfig, bool], dict[str, Any]]
     load: Callable[[Path], tuple[Any, DataSplits, TrainConfig]]
-    evaluate: Callable[..., dict[str, Any]]
+    batches: Callable[[DataSplits, int], list[Batch]]
+    evaluate: Callable[..., list[dict[str, Any]]]
 
 
 def default_backend() -> Backend:
     """Training with :func:`robustfusion.training.run.train` (resumable), evaluation with
-    :func:`robustfusion.evaluation.evaluate.evaluate_model`."""
-    from robustfusion.evaluation.evaluate import evaluate_model
+    :func:`robustfusion.evaluation.evaluate.evaluate_many` on cached test batches."""
+    from robustfusion.evaluation.evaluate import evaluate_many, test_batches
     from robustfusion.training.build import load_data
     from robustfusion.training.run import load_run, train
 
+    def train_run(config: TrainConfig, fresh: bool) -> dict[str, Any]:
+        if fresh:  # a run of other settings: the benchmark's own folder, replaced by the new run
+            shutil.rmtree(str(config.out), ignore_errors=True)
+        return train(config, resume=True, progress=False)
+
     return Backend(
         info=lambda config: load_data(config).info,
-        train=lambda config: train(config, resume=True, progress=False),
+        train=train_run,
         load=load_run,
-        evaluate=evaluate_model,
+        batches=lambda splits, size: test_batches(splits.test, size),
+        evaluate=evaluate_many,
     )
 
 
 @dataclass
 class BenchmarkConfig:
-    """Methods, seeds, the base training config, per-method overrides and the grid."""
+    """Methods (labels), seeds, the base training config, per-method overrides and the grid."""
 
     methods: tuple[str, ...]
     seeds: tuple[int, ...]
     out: Path
     base: TrainConfig
     grid: Grid = field(default_factory=Grid)
+    #: Training settings per method label (or registered name), e.g. ``{"tmc": {"epochs": 60}}``.
     method_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
-    eval_batch_size: int = 512
-    #: Independent (method, seed) cells trained and evaluated in parallel worker processes.
+    #: Independent runs trained and evaluated in parallel worker processes.
     jobs: int = 1
+    #: Intra-op threads of every run (fixed so that results do not depend on ``jobs``).
+    threads_per_job: int = 1
     #: "Do the weights matter?": train the uniform twin of every method with dynamic weights and
     #: evaluate every checkpoint with learned, uniform and oracle weights.
     weight_controls: bool = False
@@ -120,6 +155,8 @@ class BenchmarkConfig:
     def __post_init__(self) -> None:
         if self.jobs < 1:
             raise ConfigError(f"--jobs must be at least 1, got {self.jobs}")
+        if self.threads_per_job < 1:
+            raise ConfigError(f"--threads-per-job must be at least 1, got {self.threads_per_job}")
         if not self.methods:
             raise ConfigError("--methods is empty: give e.g. static,tmc,qmf")
         if not self.seeds:
@@ -128,80 +165,21 @@ class BenchmarkConfig:
             raise ConfigError("--methods and --seeds must not repeat a value")
         check_grid(self.grid, list(self.grid.severities))
 
-
-class ResultsTable:
-    """``results.csv``: a header, then one line per cell, appended with a single ``write``.
-
-    A line is complete or absent: a process killed mid-write leaves at most a torn last line
-    without its newline, which the next reader drops (rewriting the file atomically). Columns are
-    fixed when the file is created (``columns``, or the first row's keys).
-    """
-
-    def __init__(self, path: Path, columns: Sequence[str] | None = None) -> None:
-        self.path = Path(path)
-        self.rows: dict[CellKey, dict[str, str]] = {}
-        self.columns: list[str] = list(columns) if columns else []
-        if self.path.is_file():
-            self._read(columns)
-
-    def _read(self, expected: Sequence[str] | None) -> None:
-        raw = self.path.read_bytes()
-        if raw and not raw.endswith(b"\n"):
-            raw = raw[: raw.rfind(b"\n") + 1]  # a torn last line: that cell is redone
-            write_text(self.path, raw.decode("utf-8"))
-        reader = csv.DictReader(io.StringIO(raw.decode("utf-8"), newline=""))
-        header = list(reader.fieldnames or [])
-        missing = [c for c in (*BASE_COLUMNS, *(expected or ())) if c not in header]
-        if missing:
-            raise DataError(
-                f"{self.path} is not this benchmark's results file (no column {missing[0]}): "
-                "use another --out or delete it"
-            )
-        self.columns = header
-        for row in reader:
-            self.rows[_row_key(row)] = row
-
-    def __contains__(self, key: object) -> bool:
-        return key in self.rows
-
-    def add(self, row: dict[str, Any]) -> None:
-        """Record a cell and append its line to the file (creating it with its header)."""
-        text = {k: _text(v) for k, v in row.items()}
-        if not self.columns:
-            self.columns = list(BASE_COLUMNS) + [k for k in text if k not in BASE_COLUMNS]
-        if not self.path.is_file():
-            write_text(self.path, _csv_line(self.columns, {c: c for c in self.columns}))
-        self.rows[_row_key(text)] = text
-        line = _csv_line(self.columns, text).encode("utf-8")
-        handle = os.open(self.path, os.O_WRONLY | os.O_APPEND)
-        try:
-            os.write(handle, line)
-        finally:
-            os.close(handle)
-
-    def records(self) -> list[dict[str, str]]:
-        return list(self.rows.values())
+    def variants(self) -> list[MethodVariant]:
+        """Every method label to run: the given ones, then (with ``weight_controls``) the twins."""
+        given = [parse_variant(label) for label in self.methods]
+        out = list(given)
+        if self.weight_controls:
+            labels = {v.label for v in given}
+            for variant in given:
+                twin = twin_of(variant)
+                if twin is not None and twin.label not in labels:
+                    out.append(twin)
+                    labels.add(twin.label)
+        return out
 
 
-def _csv_line(columns: Sequence[str], row: dict[str, str]) -> str:
-    buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="\n").writerow([row.get(c, "") for c in columns])
-    return buffer.getvalue()
-
-
-def _row_key(row: dict[str, str]) -> CellKey:
-    return cell_key(
-        row["method"], int(row["seed"]), row["corruption"], float(row["severity"]), row["target"]
-    )
-
-
-def _text(value: Any) -> str:
-    if isinstance(value, float):
-        return repr(value) if math.isfinite(value) else "nan"
-    return str(value)
-
-
-@dataclass
+@dataclass(frozen=True)
 class Cell:
     corruption: str
     severity: float
@@ -209,20 +187,44 @@ class Cell:
     subset: tuple[str, ...] = ()
 
 
-def evaluation_cells(grid: Grid, modalities: Sequence[str]) -> list[Cell]:
-    """Clean first, then every (corruption, target, severity > 0), then the missing subsets."""
+def evaluation_cells(grid: Grid, info: DatasetInfo | Sequence[str]) -> list[Cell]:
+    """Clean first, then every (corruption, target, severity > 0), then the missing subsets.
+
+    Given a :class:`DatasetInfo`, corruptions are only aimed at modalities they apply to.
+    """
+    names = info.modality_names if isinstance(info, DatasetInfo) else tuple(info)
     cells = [Cell(CLEAN, 0.0, "all")]
     for corruption, severities in grid.severities.items():
-        for target in grid.targets(modalities, corruption):
+        for target in grid.targets(info, corruption):
             cells += [Cell(corruption, float(s), target) for s in severities if s > 0]
-    for subset in missing_subsets(modalities, grid.max_missing_subsets, grid.eval_seed):
+    for subset in missing_subsets(names, grid.max_missing_subsets, grid.eval_seed):
         cells.append(Cell(MISSING_SUBSET, 1.0, subset_name(subset), tuple(subset)))
     return cells
 
 
-def run_dir(out: Path, method: str, seed: int, view: str | None = None) -> Path:
-    name = f"{method}-{view}-s{seed}" if view else f"{method}-s{seed}"
+def weight_modes(cell: Cell, controls: bool) -> tuple[str, ...]:
+    """The weights a cell is evaluated with: learned only, or also uniform and oracle (the
+    oracle equals uniform where nothing is corrupted: clean data and missing modalities)."""
+    if not controls:
+        return (LEARNED,)
+    if cell.corruption in (CLEAN, MISSING_SUBSET):
+        return (LEARNED, "uniform")
+    return (LEARNED, "uniform", "oracle")
+
+
+def run_dir(out: Path, label: str, seed: int, view: str | None = None) -> Path:
+    name = parse_variant(label).folder_name() if ":" in label or "=" in label else label
+    name = f"{name}-{view}-s{seed}" if view else f"{name}-s{seed}"
     return Path(out) / RUNS_DIR / name
+
+
+@dataclass(frozen=True)
+class Task:
+    """One run: train it if needed, then evaluate its missing cells."""
+
+    label: str
+    seed: int
+    view: str | None = None
 
 
 class Benchmark:
@@ -235,174 +237,318 @@ class Benchmark:
         progress: bool = True,
     ) -> None:
         self.config = config
-        self.backend = backend or default_backend()
+        self.backend = backend
         self.progress = progress
         self.out = Path(config.out)
         self.results = ResultsTable(self.out / RESULTS_FILE)  # replaced once the columns are known
-        self.modalities: tuple[str, ...] = ()
+        self.info: DatasetInfo | None = None
+        self._variants = {v.label: v for v in config.variants()}
+
+    def _backend(self) -> Backend:
+        if self.backend is None:
+            self.backend = default_backend()
+        return self.backend
 
     # -------------------------------------------------------------- configs
-    def train_config(self, method: str, seed: int, view: str | None = None) -> TrainConfig:
-        overrides: dict[str, Any] = dict(METHOD_TRAINING_DEFAULTS.get(method, {}))
-        overrides.update(self.config.method_overrides.get(method, {}))
-        options = dict(overrides.pop("method_options", {}) or {})
+    def train_config(self, label: str, seed: int, view: str | None = None) -> TrainConfig:
+        variant = self._variants.get(label) or parse_variant(label)
+        overrides: dict[str, Any] = {}
+        for key in (variant.name, variant.base_label, label):
+            overrides.update(self.config.method_overrides.get(key, {}))
+        options = variant.method_options()
+        for name, values in (overrides.pop("method_options", None) or {}).items():
+            options.setdefault(name, {}).update(values)
         if view is not None:
             options.setdefault("unimodal", {})["modality"] = view
         return self.config.base.with_overrides(
-            method=method,
+            method=variant.name,
             seed=seed,
-            out=str(run_dir(self.out, method, seed, view)),
+            out=str(run_dir(self.out, label, seed, view)),
             method_options=options or None,
             **overrides,
         )
 
-    # -------------------------------------------------------------- cells
-    def _trained(self, config: TrainConfig) -> dict[str, Any]:
-        metrics_path = Path(str(config.out)) / "metrics.json"
-        if metrics_path.is_file():
-            return json.loads(metrics_path.read_text(encoding="utf-8"))
-        return self.backend.train(config)
+    def columns(self, modalities: Sequence[str]) -> list[str]:
+        return [
+            *BASE_COLUMNS,
+            *(f"weight_{m}" for m in modalities),
+            *(f"uacc_{m}" for m in modalities),
+        ]
 
-    def _unimodal_view(self, seeds: Sequence[int], modalities: Sequence[str], bar: Any) -> str:
-        path = self.out / UNIMODAL_FILE
-        if path.is_file():
-            return str(json.loads(path.read_text(encoding="utf-8"))["view"])
-        seed = seeds[0]
-        scores: dict[str, float] = {}
-        for view in modalities:
-            bar.set_postfix_str(f"train unimodal[{view}] seed {seed}")
-            scores[view] = float(
-                self._trained(self.train_config("unimodal", seed, view))["val_accuracy"]
-            )
-        best = max(modalities, key=lambda v: scores[v])
-        write_json(path, {"view": best, "seed": seed, "val_accuracy": scores})
-        return best
+    # -------------------------------------------------------------- planning
+    def prepare(self) -> tuple[DatasetInfo, list[Cell]]:
+        """Dataset info, the cells of the grid, the results file; drops rows of stale runs."""
+        config = self.config
+        self.out.mkdir(parents=True, exist_ok=True)
+        info = self._backend().info(
+            config.base.with_overrides(seed=config.seeds[0], out=str(self.out))
+        )
+        self.info = info
+        self.results = ResultsTable(self.out / RESULTS_FILE, self.columns(info.modality_names))
+        self.results.ensure_file()
+        cells = evaluation_cells(config.grid, info)
+        return info, cells
+
+    def _drop_stale_rows(self, tasks: Sequence[Task]) -> None:
+        wanted = {
+            (t.label, t.seed): config_hash(self.train_config(t.label, t.seed, t.view))
+            for t in tasks
+        }
+
+        def keep(row: dict[str, str]) -> bool:
+            key = (row["method"], int(row["seed"]))
+            return key not in wanted or row.get("config_hash") == wanted[key]
+
+        self.results.drop(keep)
 
     def run(self) -> Path:
         """Train and evaluate every missing cell, then write ``report.md``; returns its path."""
         from tqdm.auto import tqdm
 
+        info, cells = self.prepare()
         config = self.config
-        self.out.mkdir(parents=True, exist_ok=True)
-        info = self.backend.info(
-            config.base.with_overrides(seed=config.seeds[0], out=str(self.out))
-        )
-        modalities = info.modality_names
-        self.modalities = modalities
-        columns = [*BASE_COLUMNS, *(f"weight_{m}" for m in modalities)]
-        self.results = ResultsTable(
-            self.out / RESULTS_FILE, columns + [f"uacc_{m}" for m in modalities]
-        )
-        cells = evaluation_cells(config.grid, modalities)
-        total = len(config.methods) * len(config.seeds) * (1 + len(cells))
         meta = self._meta(info, cells)
         write_json(self.out / META_FILE, meta)
-        with tqdm(total=total, disable=not self.progress, desc="benchmark", unit="cell") as bar:
-            for method in config.methods:
-                view = None
-                if method == "unimodal":
-                    view = self._unimodal_view(config.seeds, modalities, bar)
-                    meta["unimodal_view"] = view
-                    write_json(self.out / META_FILE, meta)
-                for seed in config.seeds:
-                    self._run_one(method, seed, view, info, cells, bar)
+        labels = list(self._variants)
+        with tqdm(
+            total=len(labels) * len(config.seeds),
+            disable=not self.progress,
+            desc="benchmark",
+            unit="run",
+        ) as bar:
+            views: dict[str, str] = {}
+            if "unimodal" in labels:
+                view = self._unimodal_view(config.seeds, info.modality_names)
+                views["unimodal"] = view
+                meta["unimodal_view"] = view
+            tasks = [
+                Task(label, seed, views.get(label)) for label in labels for seed in config.seeds
+            ]
+            self._drop_stale_rows(tasks)
+            for task, summary in self._execute(tasks):
+                meta["runs"][run_dir(self.out, task.label, task.seed, task.view).name] = summary
+                write_json(self.out / META_FILE, meta)
+                bar.set_postfix_str(f"{task.label} seed {task.seed}")
+                bar.update(1)
         from robustfusion.evaluation.report import write_report
 
         return write_report(self.out)
 
-    def _run_one(
-        self,
-        method: str,
-        seed: int,
-        view: str | None,
-        info: DatasetInfo,
-        cells: list[Cell],
-        bar: Any,
-    ) -> None:
-        todo = [
-            c
-            for c in cells
-            if cell_key(method, seed, c.corruption, c.severity, c.target) not in self.results
-        ]
-        clean_key = cell_key(method, seed, CLEAN, 0.0, "all")
-        train_config = self.train_config(method, seed, view)
-        bar.set_postfix_str(f"train {method} seed {seed}")
-        self._trained(train_config)
-        bar.update(1)
-        bar.update(len(cells) - len(todo))
-        if clean_key in self.results:  # a kill may have come between the clean row and its copies
-            self._copy_clean(self.results.rows[clean_key])
-        if not todo:
+    def _execute(self, tasks: Sequence[Task]) -> Any:
+        """Yield ``(task, run summary)`` as runs finish, in-process or in worker processes."""
+        if self.config.jobs == 1 or len(tasks) <= 1:
+            with _threads(self.config.threads_per_job):
+                for task in tasks:
+                    yield task, self.run_task(task)
             return
-        model, splits, _ = self.backend.load(Path(str(train_config.out)))
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(
+            max_workers=min(self.config.jobs, len(tasks)),
+            mp_context=context,
+            initializer=_worker_init,
+            initargs=(self.config.threads_per_job,),
+        ) as pool:
+            pending: dict[Future[dict[str, Any]], Task] = {
+                pool.submit(_run_task_in_worker, self.config, task): task for task in tasks
+            }
+            while pending:
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    task = pending.pop(future)
+                    yield task, future.result()
+        self.results = ResultsTable(self.out / RESULTS_FILE, self.results.columns)
+
+    # -------------------------------------------------------------- one run
+    def _ensure_trained(self, config: TrainConfig) -> dict[str, Any]:
+        """Train ``config`` unless its folder holds a finished run of the same configuration."""
+        folder = Path(str(config.out))
+        metrics_path = folder / "metrics.json"
+        saved = folder / "config.yaml"
+        same = saved.is_file() and config_hash(TrainConfig.from_yaml(saved)) == config_hash(config)
+        if same and metrics_path.is_file():
+            return json.loads(metrics_path.read_text(encoding="utf-8"))
+        return self._backend().train(config, saved.is_file() and not same)
+
+    def run_task(self, task: Task) -> dict[str, Any]:
+        """Train (if needed) and evaluate the missing cells of one run; returns its settings."""
+        if self.info is None:
+            self.prepare()
+        info = self.info
+        assert info is not None
+        cells = evaluation_cells(self.config.grid, info)
+        config = self.train_config(task.label, task.seed, task.view)
+        digest = config_hash(config)
+        metrics = self._ensure_trained(config)
+        variant = self._variants.get(task.label) or parse_variant(task.label)
+        controls = self.config.weight_controls and _has_dynamic_weights(variant)
+        todo = [
+            (cell, mode)
+            for cell in cells
+            for mode in weight_modes(cell, controls)
+            if cell_key(task.label, task.seed, cell.corruption, cell.severity, cell.target, mode)
+            not in self.results
+        ]
         identity = {
             "dataset": info.name,
-            "method": method,
-            "fusion": train_config.fusion,
-            "seed": seed,
-            "view": view or "",
+            "method": task.label,
+            "fusion": config.fusion,
+            "seed": task.seed,
+            "view": task.view or "",
+            "config_hash": digest,
         }
-        for cell in todo:
-            bar.set_postfix_str(
-                f"{method} s{seed} {cell.corruption} {cell.target} {cell.severity:g}"
-            )
-            metrics = self._evaluate(model, splits, info, cell)
-            row = {**identity, **_flatten(metrics), "corruption": cell.corruption,
-                   "severity": float(cell.severity), "target": cell.target}  # fmt: skip
-            self.results.add(row)
-            if cell.corruption == CLEAN:
-                self._copy_clean(row)
-            bar.update(1)
+        clean = next((c for c in cells if c.corruption == CLEAN), None)
+        if todo and clean is not None and (clean, LEARNED) in todo and self._reusable(metrics):
+            self._record(identity, clean, LEARNED, metrics)
+            todo.remove((clean, LEARNED))
+        if todo:
+            self._evaluate_cells(config, info, identity, todo)
+        for mode in {mode for _, mode in todo} | {LEARNED}:
+            key = cell_key(task.label, task.seed, CLEAN, 0.0, "all", mode)
+            if key in self.results:  # a kill may have come between the clean row and its copies
+                self._copy_clean(self.results.rows[key], info)
+        return self._summary(config, digest)
 
-    def _copy_clean(self, row: dict[str, Any]) -> None:
+    def _reusable(self, metrics: dict[str, Any]) -> bool:
+        """The training's own test evaluation is the clean cell (same code, seed 0)."""
+        needed = ("accuracy", "macro_f1", "ece", "mean_weight", "num_samples")
+        return self.config.grid.eval_seed == 0 and all(k in metrics for k in needed)
+
+    def _evaluate_cells(
+        self,
+        config: TrainConfig,
+        info: DatasetInfo,
+        identity: dict[str, Any],
+        todo: list[tuple[Cell, str]],
+    ) -> None:
+        backend = self._backend()
+        model, splits, _ = backend.load(Path(str(config.out)))
+        batches = backend.batches(splits, config.eval_batch_size)
+        groups: dict[tuple[str, str, str], list[Cell]] = {}
+        for cell, mode in todo:
+            groups.setdefault((cell.corruption, cell.target, mode), []).append(cell)
+        for (_, _, mode), group in groups.items():
+            transforms = [self._transform(info, cell) for cell in group]
+            results = backend.evaluate(
+                model, batches, info, transforms, weights=mode, seed=self.config.grid.eval_seed
+            )
+            for cell, metrics in zip(group, results, strict=True):
+                self._record(identity, cell, mode, metrics)
+                if cell.corruption == CLEAN:
+                    self._copy_clean(self.results.rows[_key(identity, cell, mode)], info)
+
+    def _record(
+        self, identity: dict[str, Any], cell: Cell, mode: str, metrics: dict[str, Any]
+    ) -> None:
+        row = {**identity, **_flatten(metrics), "corruption": cell.corruption,
+               "severity": float(cell.severity), "target": cell.target, "weights": mode}  # fmt: skip
+        self.results.add(row)
+
+    def _transform(self, info: DatasetInfo, cell: Cell) -> Callable[[Batch], Batch] | None:
+        seed = self.config.grid.eval_seed
+        if cell.corruption == CLEAN:
+            return None
+        if cell.corruption == MISSING_SUBSET:
+            subset = cell.subset
+
+            def remove(batch: Batch) -> Batch:
+                return remove_modalities(batch, info, subset, seed)
+
+            return remove
+        c, s, t = cell.corruption, cell.severity, cell.target
+
+        def corrupt(batch: Batch) -> Batch:
+            return corrupt_level(batch, info, c, s, t, seed)
+
+        return corrupt
+
+    def _copy_clean(self, row: dict[str, Any], info: DatasetInfo) -> None:
         """Severity 0 of every curve is the clean result (not a separate evaluation)."""
+        mode = row.get("weights") or LEARNED
         for corruption in self.config.grid.severities:
-            for target in self.config.grid.targets(self.modalities, corruption):
-                key = cell_key(row["method"], int(row["seed"]), corruption, 0.0, target)
+            for target in self.config.grid.targets(info, corruption):
+                key = cell_key(row["method"], int(row["seed"]), corruption, 0.0, target, mode)
                 if key not in self.results:
                     self.results.add({**row, "corruption": corruption, "target": target})
 
-    def _evaluate(
-        self, model: Any, splits: DataSplits, info: DatasetInfo, cell: Cell
-    ) -> dict[str, Any]:
-        seed = self.config.grid.eval_seed
-        dataset: Any = splits.test
-        if cell.corruption == MISSING_SUBSET:
-            subset = cell.subset
-            dataset = TransformedDataset(
-                splits.test, lambda batch: remove_modalities(batch, info, subset, seed)
-            )
-        elif cell.corruption != CLEAN:
-            c, s, t = cell.corruption, cell.severity, cell.target
-            dataset = TransformedDataset(
-                splits.test, lambda batch: corrupt_level(batch, info, c, s, t, seed)
-            )
-        return self.backend.evaluate(
-            model, dataset, info, seed=seed, batch_size=self.config.eval_batch_size
+    def _summary(self, config: TrainConfig, digest: str) -> dict[str, Any]:
+        """The settings a run actually used (read back from its folder), for the report."""
+        saved = Path(str(config.out)) / "config.yaml"
+        used = TrainConfig.from_yaml(saved) if saved.is_file() else config.resolved()
+        settings = used.to_dict()
+        keep = (
+            "method",
+            "fusion",
+            "method_options",
+            "epochs",
+            "batch_size",
+            "optimizer",
+            "lr",
+            "weight_decay",
+            "momentum",
+            "gradient_clip_val",
+            "hidden_dim",
+            "feature_dim",
+            "precision",
+            "seed",
         )
+        summary = {k: settings[k] for k in keep if k in settings}
+        summary["modalities"] = settings.get("modalities")
+        summary["config_hash"] = digest
+        return summary
+
+    def _unimodal_view(self, seeds: Sequence[int], modalities: Sequence[str]) -> str:
+        path = self.out / UNIMODAL_FILE
+        if path.is_file():
+            return str(json.loads(path.read_text(encoding="utf-8"))["view"])
+        seed = seeds[0]
+        scores: dict[str, float] = {}
+        with _threads(self.config.threads_per_job):
+            for view in modalities:
+                config = self.train_config("unimodal", seed, view)
+                scores[view] = float(self._ensure_trained(config)["val_accuracy"])
+        best = max(modalities, key=lambda v: scores[v])
+        write_json(path, {"view": best, "seed": seed, "val_accuracy": scores})
+        return best
 
     def _meta(self, info: DatasetInfo, cells: list[Cell]) -> dict[str, Any]:
         config = self.config
+        previous: dict[str, Any] = {}
+        if (self.out / META_FILE).is_file():
+            previous = json.loads((self.out / META_FILE).read_text(encoding="utf-8"))
         return {
             "dataset": info.name,
             "modalities": list(info.modality_names),
-            "methods": list(config.methods),
+            "methods": list(self._variants),
             "seeds": list(config.seeds),
+            "weight_controls": config.weight_controls,
+            "twins": {v.label: v.base_label for v in self._variants.values() if v.twin},
             "grid": {
                 "severities": {k: list(v) for k, v in config.grid.severities.items()},
-                "targets": {
-                    c: list(config.grid.targets(info.modality_names, c))
-                    for c in config.grid.severities
-                },
+                "targets": {c: list(config.grid.targets(info, c)) for c in config.grid.severities},
+                "skipped": config.grid.skipped(info),
                 "missing_subsets": [c.target for c in cells if c.corruption == MISSING_SUBSET],
                 "eval_seed": config.grid.eval_seed,
             },
             "base_config": {
                 k: v for k, v in config.base.to_dict().items() if k not in ("out", "method", "seed")
             },
-            "method_training_defaults": METHOD_TRAINING_DEFAULTS,
             "method_overrides": config.method_overrides,
+            "jobs": config.jobs,
+            "threads_per_job": config.threads_per_job,
+            "runs": dict(previous.get("runs", {})),
         }
+
+
+def _key(identity: dict[str, Any], cell: Cell, mode: str) -> Any:
+    return cell_key(
+        identity["method"], identity["seed"], cell.corruption, cell.severity, cell.target, mode
+    )
+
+
+def _has_dynamic_weights(variant: MethodVariant) -> bool:
+    from robustfusion.evaluation.variants import dynamic_parts
+
+    return bool(dynamic_parts(variant.name))
 
 
 def _flatten(metrics: dict[str, Any]) -> dict[str, Any]:
@@ -416,6 +562,31 @@ def _flatten(metrics: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
+class _threads:
+    """Run a block with ``count`` torch intra-op threads, restoring the previous count."""
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+
+    def __enter__(self) -> None:
+        self.previous = torch.get_num_threads()
+        torch.set_num_threads(self.count)
+
+    def __exit__(self, *exc: object) -> None:
+        torch.set_num_threads(self.previous)
+
+
+def _worker_init(threads: int) -> None:
+    torch.set_num_threads(threads)
+
+
+def _run_task_in_worker(config: BenchmarkConfig, task: Task) -> dict[str, Any]:
+    """A worker process's share: one run, trained and evaluated with the default backend."""
+    benchmark = Benchmark(config, progress=False)
+    benchmark.prepare()
+    return benchmark.run_task(task)
+
+
 def parse_list(text: str, flag: str, kind: Callable[[str], Any] = str) -> tuple[Any, ...]:
     """``"a,b"`` -> ``("a", "b")``; a one-line ConfigError naming ``flag`` when malformed."""
     parts = [p.strip() for p in text.split(",") if p.strip()]
@@ -426,8 +597,3 @@ def parse_list(text: str, flag: str, kind: Callable[[str], Any] = str) -> tuple[
     if not values:
         raise ConfigError(f"{flag} is empty: give a comma-separated list")
     return values
-
-
-def iter_rows(path: Path) -> Iterable[dict[str, str]]:
-    """The rows of a ``results.csv``."""
-    return ResultsTable(path).records()

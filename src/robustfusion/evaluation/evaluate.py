@@ -1,9 +1,13 @@
-"""Evaluate a model on a split, clean or corrupted, and sweep a finished run over severities."""
+"""Evaluate a model on a split, clean or corrupted, with its own or swapped modality weights.
+
+:func:`evaluate_model` reads a dataset; :func:`evaluate_batches` works on batches already in memory
+(the benchmark fetches a run's test split once and evaluates every cell of its grid on it).
+Sweeping a finished run folder is :func:`robustfusion.evaluation.sweep.evaluate_run`.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from pathlib import Path
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -11,9 +15,18 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 
 from robustfusion.data import DatasetInfo, MultimodalDataset, collate
+from robustfusion.errors import ConfigError
 from robustfusion.evaluation.metrics import accuracy, ece, macro_f1
+from robustfusion.methods.base import WEIGHT_MODES
 from robustfusion.model import MultimodalModel
 from robustfusion.training.seeding import seed_all
+from robustfusion.types import Batch
+
+
+def test_batches(dataset: MultimodalDataset, batch_size: int = 256) -> list[Batch]:
+    """The whole of ``dataset`` as a list of batches, in order (fetched once, reused per cell)."""
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate)
+    return list(loader)
 
 
 @torch.no_grad()
@@ -31,113 +44,144 @@ def evaluate_model(
 ) -> dict[str, Any]:
     """Metrics of ``model`` on ``dataset``, optionally corrupted (``corrupt(batch, info, ...)``).
 
-    ``weights`` swaps the modality weights the method fuses with (``learned``, ``uniform`` or
-    ``oracle``; see :data:`robustfusion.methods.base.WEIGHT_MODES`): the same checkpoint with its
-    own weights, uniform ones, or the corrupted modalities at the lowest weight.
-
     Returns ``accuracy``, ``macro_f1``, ``ece`` (15 bins) of the fused logits; ``unimodal_accuracy``
     per modality that has a unimodal head (counted over the samples where that modality is
     present after corruption); ``mean_weight`` per modality (mean of ``FusionOutput.weights``);
     and ``num_samples``. Corruptions are deterministic in ``(seed, severity, sample index)``.
+    ``weights`` swaps the modality weights the method fuses with (``learned``, ``uniform`` or
+    ``oracle``; see :data:`robustfusion.methods.base.WEIGHT_MODES`): the same checkpoint with its
+    own weights, uniform ones, or the corrupted modalities at the lowest weight.
     """
-    from robustfusion.methods.base import WEIGHT_MODES
-
-    if weights not in WEIGHT_MODES:
-        from robustfusion.errors import ConfigError
-
-        raise ConfigError(f"unknown --weights {weights!r}: choose one of {', '.join(WEIGHT_MODES)}")
-    corrupt = None
+    transform = None
     if corruption is not None:
         from robustfusion.data.corruptions import corrupt
 
+        def transform(batch: Batch) -> Batch:
+            return corrupt(batch, info, corruption, severity, target=target, seed=seed)
+
+    return evaluate_batches(
+        model, test_batches(dataset, batch_size), info, transform, weights=weights, seed=seed
+    )
+
+
+#: The most rows one forward pass takes when several corruptions are evaluated together.
+MAX_ROWS_PER_PASS = 4096
+
+
+@torch.no_grad()
+def evaluate_batches(
+    model: MultimodalModel,
+    batches: Sequence[Batch],
+    info: DatasetInfo,
+    transform: Callable[[Batch], Batch] | None = None,
+    *,
+    weights: str = "learned",
+    seed: int = 0,
+) -> dict[str, Any]:
+    """:func:`evaluate_model` on batches in memory; ``transform`` corrupts each batch first."""
+    return evaluate_many(model, batches, info, [transform], weights=weights, seed=seed)[0]
+
+
+@torch.no_grad()
+def evaluate_many(
+    model: MultimodalModel,
+    batches: Sequence[Batch],
+    info: DatasetInfo,
+    transforms: Sequence[Callable[[Batch], Batch] | None],
+    *,
+    weights: str = "learned",
+    seed: int = 0,
+) -> list[dict[str, Any]]:
+    """The metrics of :func:`evaluate_model` for each of ``transforms`` (``None``: clean data).
+
+    One pass over ``batches``: each batch is transformed by every transform and the copies go
+    through the model together (at most :data:`MAX_ROWS_PER_PASS` rows per forward), so the
+    severities of a corruption cost one pass over the cached test tensors.
+    """
+    if weights not in WEIGHT_MODES:
+        raise ConfigError(f"unknown weights {weights!r}: choose one of {', '.join(WEIGHT_MODES)}")
+    if not transforms:
+        return []
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
     seed_all(seed)
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate)
-    logits: list[Tensor] = []
-    targets: list[Tensor] = []
-    used_weights: list[Tensor] = []
-    unimodal: dict[str, list[Tensor]] = {}
-    unimodal_present: dict[str, list[Tensor]] = {}
-    modalities: tuple[str, ...] = info.modality_names
-    for batch in loader:
-        if corrupt is not None:
-            batch = corrupt(batch, info, corruption, severity, target=target, seed=seed)
-        batch = model.method.prepare_batch(batch.to(device), False)
-        method = model.method
-        corrupted = batch.corrupted_matrix(method.modalities) if weights == "oracle" else None
-        method.set_weight_mode(weights, corrupted)
-        try:
-            output = model(batch)
-        finally:
-            method.set_weight_mode("learned")
-        modalities = output.modalities
-        logits.append(output.logits.float().cpu())
-        targets.append(batch.target.cpu())
-        used_weights.append(output.weights.float().cpu())
+    method = model.method
+    collected = [_Collected() for _ in transforms]
+    try:
+        for batch in batches:
+            size = batch.batch_size
+            per_pass = max(1, MAX_ROWS_PER_PASS // max(size, 1))
+            for start in range(0, len(transforms), per_pass):
+                chunk = range(start, min(start + per_pass, len(transforms)))
+                copies = [batch if transforms[i] is None else transforms[i](batch) for i in chunk]
+                joined = method.prepare_batch(_concat(copies).to(device), False)
+                oracle = weights == "oracle"
+                method.set_weight_mode(
+                    weights, joined.corrupted_matrix(method.modalities) if oracle else None
+                )
+                output = model(joined)
+                for offset, i in enumerate(chunk):
+                    rows = slice(offset * size, (offset + 1) * size)
+                    collected[i].add(output, joined, rows)
+    finally:
+        method.set_weight_mode("learned")
+        model.train(was_training)
+    return [c.metrics(info.modality_names) for c in collected]
+
+
+def _concat(batches: Sequence[Batch]) -> Batch:
+    """One batch of several batches with the same modalities (a single batch passes through)."""
+    if len(batches) == 1:
+        return batches[0]
+    first = batches[0]
+    corrupted_names = {m for b in batches for m in b.corrupted}
+    none = torch.zeros_like(first.target, dtype=torch.bool)
+    return Batch(
+        inputs={m: torch.cat([b.inputs[m] for b in batches]) for m in first.modalities},
+        present={m: torch.cat([b.present[m] for b in batches]) for m in first.modalities},
+        target=torch.cat([b.target for b in batches]),
+        index=torch.cat([b.index for b in batches]),
+        corrupted={
+            m: torch.cat([b.corrupted.get(m, none).to(none.device) for b in batches])
+            for m in corrupted_names
+        },
+    )
+
+
+class _Collected:
+    """Outputs of one evaluation, gathered batch by batch."""
+
+    def __init__(self) -> None:
+        self.logits: list[Tensor] = []
+        self.targets: list[Tensor] = []
+        self.weights: list[Tensor] = []
+        self.unimodal: dict[str, list[Tensor]] = {}
+        self.unimodal_present: dict[str, list[Tensor]] = {}
+        self.modalities: tuple[str, ...] = ()
+
+    def add(self, output: Any, batch: Batch, rows: slice) -> None:
+        self.modalities = output.modalities
+        self.logits.append(output.logits[rows].float().cpu())
+        self.targets.append(batch.target[rows].cpu())
+        self.weights.append(output.weights[rows].float().cpu())
         for name, head in output.unimodal_logits.items():
-            unimodal.setdefault(name, []).append(head.float().cpu())
-            unimodal_present.setdefault(name, []).append(batch.present[name].cpu())
-    model.train(was_training)
+            self.unimodal.setdefault(name, []).append(head[rows].float().cpu())
+            self.unimodal_present.setdefault(name, []).append(batch.present[name][rows].cpu())
 
-    all_logits, all_targets = torch.cat(logits), torch.cat(targets)
-    all_weights = torch.cat(used_weights)
-    unimodal_accuracy = {}
-    for name in (m for m in modalities if m in unimodal):
-        seen = torch.cat(unimodal_present[name])
-        unimodal_accuracy[name] = accuracy(torch.cat(unimodal[name])[seen], all_targets[seen])
-    return {
-        "accuracy": accuracy(all_logits, all_targets),
-        "macro_f1": macro_f1(all_logits, all_targets),
-        "ece": ece(all_logits, all_targets),
-        "unimodal_accuracy": unimodal_accuracy,
-        "mean_weight": {m: float(all_weights[:, i].mean()) for i, m in enumerate(modalities)},
-        "num_samples": int(all_targets.numel()),
-    }
-
-
-def evaluate_run(
-    run_dir: Path,
-    corruption: str | None = None,
-    severities: Sequence[float] = (0.0,),
-    target: str = "all",
-    seed: int = 0,
-    batch_size: int = 256,
-    weights: str = "learned",
-) -> dict[str, Any]:
-    """Sweep the selected model of a finished run over ``severities`` on its test split.
-
-    Returns the run's identity (dataset, method, fusion, training seed), the protocol
-    (corruption, target, evaluation seed) and ``results``: one entry per severity, in order.
-    """
-    from robustfusion.training.run import load_run
-
-    model, splits, config = load_run(Path(run_dir))
-    results = []
-    for severity in severities:
-        metrics = evaluate_model(
-            model,
-            splits.test,
-            splits.info,
-            corruption=corruption,
-            severity=float(severity),
-            target=target,
-            seed=seed,
-            batch_size=batch_size,
-            weights=weights,
-        )
-        results.append({"severity": float(severity), **metrics})
-    return {
-        "run": str(Path(run_dir).resolve()),
-        "dataset": splits.info.name,
-        "method": config.method,
-        "fusion": config.fusion,
-        "train_seed": config.seed,
-        "corruption": corruption or "none",
-        "target": target,
-        "weights": weights,
-        "seed": seed,
-        "split": "test",
-        "results": results,
-    }
+    def metrics(self, default_modalities: tuple[str, ...]) -> dict[str, Any]:
+        modalities = self.modalities or default_modalities
+        logits, targets = torch.cat(self.logits), torch.cat(self.targets)
+        weights = torch.cat(self.weights)
+        unimodal_accuracy = {}
+        for name in (m for m in modalities if m in self.unimodal):
+            seen = torch.cat(self.unimodal_present[name])
+            unimodal_accuracy[name] = accuracy(torch.cat(self.unimodal[name])[seen], targets[seen])
+        return {
+            "accuracy": accuracy(logits, targets),
+            "macro_f1": macro_f1(logits, targets),
+            "ece": ece(logits, targets),
+            "unimodal_accuracy": unimodal_accuracy,
+            "mean_weight": {m: float(weights[:, i].mean()) for i, m in enumerate(modalities)},
+            "num_samples": int(targets.numel()),
+        }

@@ -5,6 +5,10 @@ modality's (standardised) data; ``salt_pepper`` fraction of values; ``blur`` Gau
 pixels / bins; ``missing`` probability that a modality is absent. Images whose corruption takes
 0-255 intensity units get the equivalent severity (``level / intensity_scale``), so that one
 gaussian level means the same noise-to-data ratio for every modality.
+
+Blur needs ordered axes: it is applied to images, spectrograms, maps and time series, never to
+unordered feature vectors (their neighbouring features are unrelated). Targets a corruption cannot
+act on are skipped and listed (``Grid.skipped``), so a report can say where and why.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from dataclasses import dataclass, field
 
 from torch.utils.data import Dataset
 
-from robustfusion.data import DatasetInfo, MultimodalDataset, collate
+from robustfusion.data import DatasetInfo, ModalityInfo, MultimodalDataset, collate
 from robustfusion.errors import ConfigError
 from robustfusion.types import Batch
 
@@ -47,10 +51,42 @@ class Grid:
     max_missing_subsets: int = MAX_MISSING_SUBSETS
     eval_seed: int = 0
 
-    def targets(self, modalities: Sequence[str], corruption: str) -> tuple[str, ...]:
-        """``all``, ``each`` and, for the corruptions in ``modality_targets``, every modality."""
-        named = tuple(modalities) if corruption in self.modality_targets else ()
+    def targets(self, modalities: Sequence[str] | DatasetInfo, corruption: str) -> tuple[str, ...]:
+        """``all``, ``each`` and, for the corruptions in ``modality_targets``, every modality.
+
+        Given a :class:`DatasetInfo`, modalities the corruption cannot act on are left out (and
+        ``all``/``each`` too when none is left); see :meth:`skipped`.
+        """
+        names = _eligible(modalities, corruption)
+        if not names:
+            return ()
+        named = tuple(names) if corruption in self.modality_targets else ()
         return ("all", "each", *named)
+
+    def skipped(self, info: DatasetInfo) -> list[dict[str, str]]:
+        """Every (corruption, modality) of the grid that is not evaluated, with the reason."""
+        out = []
+        for corruption in self.severities:
+            for modality in info.modalities:
+                reason = inapplicable(corruption, modality)
+                if reason:
+                    out.append(
+                        {"corruption": corruption, "target": modality.name, "reason": reason}
+                    )
+        return out
+
+
+def inapplicable(corruption: str, modality: ModalityInfo) -> str | None:
+    """Why ``corruption`` is not applied to ``modality`` (``None``: it is)."""
+    if corruption == "blur" and modality.kind == "vector":
+        return f"blur needs ordered axes; {modality.name!r} is a vector of unordered features"
+    return None
+
+
+def _eligible(modalities: Sequence[str] | DatasetInfo, corruption: str) -> list[str]:
+    if isinstance(modalities, DatasetInfo):
+        return [m.name for m in modalities.modalities if not inapplicable(corruption, m)]
+    return list(modalities)
 
 
 def default_grid(quick: bool = False) -> Grid:
@@ -98,13 +134,19 @@ def corrupt_level(
     batch: Batch, info: DatasetInfo, corruption: str, level: float, target: str, seed: int
 ) -> Batch:
     """``corrupt`` at grid ``level``; where modalities need different severities (gaussian on
-    0-255 images beside standardised data) each modality is corrupted on its own, the ``each``
-    selection being the corruption module's own p = 0.5 draw."""
+    0-255 images beside standardised data), or some cannot take the corruption (blur on vectors),
+    each applicable modality is corrupted on its own, the ``each`` selection being the corruption
+    module's own p = 0.5 draw."""
     from robustfusion.data.corruptions import corrupt
 
-    names = batch.modalities if target in ("all", "each") else (target,)
+    if target in ("all", "each"):
+        names = tuple(m for m in batch.modalities if not inapplicable(corruption, info.modality(m)))
+    else:
+        names = (target,)
+    if not names:
+        return batch
     severities = {m: modality_severity(info, m, corruption, level) for m in names}
-    if len(set(severities.values())) <= 1:
+    if len(set(severities.values())) <= 1 and names == batch.modalities:
         return corrupt(batch, info, corruption, severities[names[0]], target=target, seed=seed)
     from robustfusion.data.corruptions.base import sample_seeds, uniform_from_seeds
 

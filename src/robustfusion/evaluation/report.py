@@ -21,7 +21,7 @@ from typing import Any
 from robustfusion.atomic import write_text
 from robustfusion.errors import DataError
 from robustfusion.evaluation import grids
-from robustfusion.evaluation.benchmark import (
+from robustfusion.evaluation.results import (
     CLEAN,
     META_FILE,
     MISSING_SUBSET,
@@ -64,6 +64,8 @@ class Results:
     """The rows of ``results.csv`` indexed for the report."""
 
     def __init__(self, rows: list[dict[str, str]], methods: Sequence[str]) -> None:
+        # rows with swapped weights (``--weight-controls``) are not part of the main tables
+        rows = [r for r in rows if (r.get("weights") or "learned") == "learned"]
         self.rows = rows
         present = {r["method"] for r in rows}
         self.methods = [m for m in methods if m in present] + sorted(present - set(methods))
