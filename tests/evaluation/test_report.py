@@ -273,8 +273,16 @@ def test_blur_skips_are_listed(tmp_path: Path) -> None:
         {"corruption": "blur", "target": "a", "reason": "a vector: its features have no order"},
         {"corruption": "blur", "target": "b", "reason": "a vector: its features have no order"},
     ]
-    text = write_report(_bench(tmp_path, skipped=skipped)).read_text()
+    severities = {"gaussian": [0.0, 1.0, 2.0, 3.0], "blur": [0.0, 1.0]}
+    targets = {"gaussian": ["all", "each"], "blur": []}  # blur applies to no modality here
+    folder = _bench(tmp_path, severities=severities, targets=targets, skipped=skipped)
+    text = write_report(folder).read_text()
     assert "- `blur` not applied to `a`, `b`: a vector: its features have no order" in text
+    assert (
+        "- `blur`, severity = Gaussian sigma (pixels / bins): 0, 1; targets none (see below)"
+        in text
+    )
+    assert not (tmp_path / "figures" / "accuracy_blur.png").exists()
 
 
 def test_weights_section_deltas_by_hand(tmp_path: Path) -> None:

@@ -615,7 +615,7 @@ def _grid_section(
         lines.append(
             f"- `{corruption}`, severity = {severity_axis(corruption)}: "
             f"{', '.join(f'{v:g}' for v in values)}; targets "
-            f"{', '.join(targets.get(corruption, ['all', 'each']))}"
+            f"{', '.join(targets.get(corruption, ['all', 'each'])) or 'none (see below)'}"
         )
     lines.append("- target `each`: every modality corrupted independently with p = 0.5")
     skipped: dict[tuple[str, str], list[str]] = defaultdict(list)
