@@ -406,7 +406,7 @@ class Benchmark:
             key = cell_key(task.label, task.seed, CLEAN, 0.0, "all", mode)
             if key in self.results:  # a kill may have come between the clean row and its copies
                 self._copy_clean(self.results.rows[key], info)
-        return self._summary(config, digest)
+        return {"label": task.label, **self._summary(config, digest)}
 
     def _reusable(self, metrics: dict[str, Any]) -> bool:
         """The training's own test evaluation is the clean cell (same code, seed 0)."""
