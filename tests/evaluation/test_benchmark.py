@@ -277,6 +277,8 @@ def test_a_run_of_other_settings_is_retrained_and_its_rows_redone(tmp_path: Path
     assert not {r["config_hash"] for r in first} & {r["config_hash"] for r in second}
     meta = json.loads((tmp_path / "benchmark.json").read_text())
     assert {run["epochs"] for run in meta["runs"].values()} == {5}
+    report = (tmp_path / "report.md").read_text()
+    assert "epochs 5" in report and "epochs 30" not in report
     same = FakeBackend()
     Benchmark(other, same.backend(), progress=False).run()
     assert same.trained == [] and same.evaluated == []

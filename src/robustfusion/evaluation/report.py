@@ -274,7 +274,7 @@ def _settings_used(meta: dict[str, Any]) -> list[str]:
         label = run.get("label") or run.get("method", "?")
         for k in _SETTINGS:
             if k in run:
-                methods.setdefault(label, {}).setdefault(k, set()).add(repr(run[k]))
+                methods.setdefault(label, {}).setdefault(k, set()).add(str(run[k]))
     shared = {
         k
         for k in _SETTINGS
