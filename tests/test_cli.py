@@ -287,14 +287,13 @@ def test_evaluate_with_uniform_weights_writes_its_own_file(
 
 
 def test_closed_stdout_exits_quietly() -> None:
-    for args, status in ((["methods"], {141}), (["train", "--help"], {0, 141})):
-        process = subprocess.Popen(
-            [sys.executable, "-m", "robustfusion", *args],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env={**os.environ, "OMP_NUM_THREADS": "1"},
-        )
-        assert process.stdout is not None and process.stderr is not None
-        process.stdout.close()  # like `robustfusion methods | head -0`
-        err = process.stderr.read().decode()
-        assert process.wait(timeout=120) in status and err == "", err  # no BrokenPipeError
+    process = subprocess.Popen(
+        [sys.executable, "-m", "robustfusion", "methods"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert process.stdout is not None and process.stderr is not None
+    process.stdout.close()  # the reader is gone before anything is written: `| head -0`
+    err = process.stderr.read().decode()
+    assert process.wait(timeout=120) == 141 and err == "", err  # no BrokenPipeError traceback
