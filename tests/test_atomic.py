@@ -9,11 +9,14 @@ import torch
 from robustfusion.atomic import (
     atomic_directory,
     atomic_path,
+    recover_replaced_directory,
     remove_stale_temporaries,
+    replace_directory,
     save_figure,
     save_npy,
     save_npz,
     save_state_dict,
+    sibling_directory,
     write_json,
 )
 
@@ -85,3 +88,55 @@ def test_outputs_get_the_usual_permissions_not_mkstemps_private_ones(tmp_path: P
     for name, mode in (("m.json", 0o644), ("a.npz", 0o644), ("f.png", 0o644), ("d", 0o755)):
         assert (tmp_path / name).stat().st_mode & 0o777 == mode, name
     assert np.load(tmp_path / "a.npz", allow_pickle=False)["x"].tolist() == [0.0, 0.0]
+
+
+def test_replace_directory_swaps_whole_folders(tmp_path: Path) -> None:
+    target = tmp_path / "run"
+    target.mkdir()
+    (target / "old").write_text("old")
+    new = sibling_directory(target)
+    assert new.parent == tmp_path and new.name.startswith(".run.rf-new-")
+    (new / "new").write_text("new")
+    replace_directory(new, target)
+    assert [p.name for p in target.iterdir()] == ["new"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # the old one is gone
+
+
+def test_a_failed_swap_puts_the_old_folder_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    target = tmp_path / "run"
+    target.mkdir()
+    (target / "old").write_text("old")
+    new = sibling_directory(target)
+    real = os.replace
+
+    def failing(src: object, dst: object) -> None:
+        if Path(str(src)) == new:
+            raise OSError("no space left")
+        real(src, dst)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "replace", failing)
+    with pytest.raises(OSError, match="no space"):
+        replace_directory(new, target)
+    monkeypatch.undo()
+    assert (target / "old").read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["run", new.name])
+
+
+def test_recovery_after_a_kill_during_a_swap(tmp_path: Path) -> None:
+    target = tmp_path / "run"
+    aside = tmp_path / ".run.rf-old-abcd1234"
+    (aside / "run").mkdir(parents=True)
+    (aside / "run" / "old").write_text("old")
+    (tmp_path / ".run.rf-new-efgh5678").mkdir()
+    (tmp_path / ".run.b.rf-new-efgh5678").mkdir()  # another folder's: left alone
+    done = recover_replaced_directory(target)
+    assert len(done) == 2 and (target / "old").read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".run.b.rf-new-efgh5678", "run"]
+    # an old folder set aside after the new one arrived is deleted
+    (tmp_path / ".run.rf-old-ijkl9012" / "run").mkdir(parents=True)
+    assert recover_replaced_directory(target) and not (tmp_path / ".run.rf-old-ijkl9012").exists()
+    assert (target / "old").exists()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
 import subprocess
 import sys
@@ -185,5 +187,113 @@ def test_resume_with_other_settings_is_refused(tiny_npz: Path, tmp_path: Path, c
     run = tmp_path / "run"
     assert main(_train(tiny_npz, run)) == 0
     capsys.readouterr()
-    args = ["train", "--resume", "--out", str(run), "--epochs", "5", "--no-progress"]
-    _fails_cleanly(capsys, args, "cannot resume")
+    args = ["train", "--resume", "--out", str(run), "--lr", "0.5", "--no-progress"]
+    line = _fails_cleanly(capsys, args, "cannot resume")
+    assert "lr 0.001 -> 0.5" in line
+
+
+def _subcommands() -> dict[str, argparse.ArgumentParser]:
+    from robustfusion.cli import build_parser
+
+    parser = build_parser()
+    action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return dict(action.choices)
+
+
+def test_help_shows_every_default() -> None:
+    for name, parser in _subcommands().items():
+        for action in parser._actions:
+            if not action.option_strings or action.help in (None, argparse.SUPPRESS):
+                continue
+            if isinstance(action, argparse._StoreTrueAction | argparse._HelpAction):
+                continue  # a switch: off unless given
+            text = f"{name} {action.option_strings[0]}: {action.help}"
+            assert "default" in action.help or action.required, text
+
+
+def test_train_and_benchmark_share_one_definition_per_setting() -> None:
+    commands = _subcommands()
+
+    def helps(name: str) -> dict[str, str]:
+        return {a.option_strings[0]: a.help for a in commands[name]._actions if a.option_strings}
+
+    train, bench = helps("train"), helps("benchmark")
+    shared = set(train) & set(bench)
+    assert {"--devices", "--precision", "--strategy", "--modalities", "--optimizer"} <= shared
+    assert all(train[flag] == bench[flag] for flag in shared - {"--out", "--config", "--no-progress",
+                                                                "--print-config", "-h"})  # fmt: skip
+    assert "the method's recipe, else 0.001" in train["--lr"]
+
+
+def test_methods_name_prints_options_paper_and_recipe(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["methods", "udml"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("udml: ") and "follows: UDML" in out
+    assert "options (--method-option udml.KEY=VALUE):" in out
+    assert "  gamma" in out and "1.0" in out
+    assert "evaluate --weights learned|uniform|oracle" in out or "weights" in out
+    assert "lr" in out and "(global default)" in out or "(method's recipe)" in out
+    assert main(["methods", "mwam+tmc"]) == 0
+    out = capsys.readouterr().out
+    assert "mwam: " in out and "\n\ntmc: " in out and "wraps another method" in out
+
+
+def test_print_config_prints_the_resolved_settings_and_writes_nothing(
+    tiny_npz: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import yaml
+
+    args = ["train", "--data", str(tiny_npz), "--lr", "0.5", "--modalities", "b", "--print-config"]
+    assert main(args) == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["lr"] == 0.5 and printed["modalities"] == ["b"] and printed["out"] is None
+    assert printed["optimizer"] == "adam" and Path(printed["data"]).is_absolute()
+    bench = ["benchmark", "--data", str(tiny_npz), "--methods", "static,tmc", "--seeds", "3"]
+    assert main([*bench, "--out", str(tmp_path / "bench"), "--print-config"]) == 0
+    documents = list(yaml.safe_load_all(capsys.readouterr().out))
+    assert [d["method"] for d in documents] == ["static", "tmc"]
+    assert all(d["seed"] == 3 for d in documents)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.npz"]  # nothing written
+
+
+def test_benchmark_flags_reach_its_config(tiny_npz: Path, tmp_path: Path) -> None:
+    from robustfusion.cli import build_parser
+    from robustfusion.commands.benchmark import config_from_args
+
+    args = build_parser().parse_args(
+        ["benchmark", "--data", str(tiny_npz), "--methods", "static,tmc", "--out", str(tmp_path),
+         "--jobs", "3", "--weight-controls", "--devices", "2", "--precision", "bf16-mixed",
+         "--strategy", "ddp", "--modalities", "a", "--lr", "0.5", "--num-workers", "1"]
+    )  # fmt: skip
+    config = config_from_args(args)
+    assert config.jobs == 3 and config.weight_controls
+    base = config.base
+    assert (base.devices, base.precision, base.strategy) == (2, "bf16-mixed", "ddp")
+    assert base.modalities == ["a"] and base.lr == 0.5 and base.num_workers == 1
+
+
+def test_evaluate_with_uniform_weights_writes_its_own_file(
+    tiny_npz: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = tmp_path / "run"
+    assert main(_train(tiny_npz, run, "--method", "pe")) == 0
+    capsys.readouterr()
+    assert main(["evaluate", str(run), "--weights", "uniform"]) == 0
+    out = capsys.readouterr().out
+    assert "uniform weights" in out.splitlines()[0]
+    report = json.loads((run / "eval-clean-all-uniform.json").read_text())
+    assert report["weights"] == "uniform" and report["method"] == "pe"
+    assert not (run / "eval-clean-all.json").exists()  # the learned weights' file is another
+
+
+def test_closed_stdout_exits_quietly() -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "robustfusion", "methods"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert process.stdout is not None and process.stderr is not None
+    process.stdout.close()  # the reader is gone before anything is written: `| head -0`
+    err = process.stderr.read().decode()
+    assert process.wait(timeout=120) == 141 and err == "", err  # no BrokenPipeError traceback

@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator, Mapping
@@ -116,20 +117,76 @@ def save_figure(figure: Any, path: Path, dpi: int = 110) -> Path:
 def atomic_directory(path: Path) -> Iterator[Path]:
     """Yield a temporary directory that is renamed to ``path`` when the block succeeds.
 
-    An existing ``path`` is replaced. On an exception the temporary directory is removed.
+    An existing ``path`` is replaced (:func:`replace_directory`: never half-deleted). On an
+    exception the temporary directory is removed and ``path`` is left as it was.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
         yield tmp
-        os.chmod(tmp, _default_mode(0o777))  # mkdtemp creates 0700
-        if path.exists():
-            shutil.rmtree(path)
-        os.replace(tmp, path)
+        replace_directory(tmp, path)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def replace_directory(new: Path, target: Path) -> None:
+    """Move the folder ``new`` to ``target``, replacing what ``target`` holds.
+
+    ``new`` must be a sibling of ``target`` (same file system, so that renames are atomic). The
+    old ``target`` is first renamed aside (``.NAME.rf-old-XXXXXXXX``), then ``new`` is renamed
+    in, then the old one is deleted: a failure before the second rename puts the old folder back,
+    and at no moment is ``target`` a mixture of the two. A process killed between the two renames
+    leaves the old folder aside; :func:`recover_replaced_directory` puts it back.
+    """
+    new, target = Path(new), Path(target)
+    os.chmod(new, _default_mode(0o777))  # mkdtemp creates 0700
+    if not target.exists():
+        os.replace(new, target)
+        return
+    aside = Path(tempfile.mkdtemp(prefix=f".{target.name}.rf-old-", dir=target.parent))
+    os.replace(target, aside / "run")  # a rename: the folder keeps its inode, nothing is copied
+    try:
+        os.replace(new, target)
+    except BaseException:
+        os.replace(aside / "run", target)
+        aside.rmdir()
+        raise
+    shutil.rmtree(aside, ignore_errors=True)
+
+
+def sibling_directory(target: Path, tag: str = "new") -> Path:
+    """A new empty hidden folder ``.NAME.rf-<tag>-XXXXXXXX`` beside ``target`` (for
+    :func:`replace_directory`)."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f".{target.name}.rf-{tag}-", dir=target.parent))
+
+
+def recover_replaced_directory(target: Path) -> list[str]:
+    """Clean up after a process killed during :func:`replace_directory` or while building a
+    replacement; returns what was done, one line each.
+
+    Call it only while holding ``target``'s lock (so that no live process owns the leftovers).
+    An old folder set aside is put back when ``target`` is missing (the replacement never
+    arrived) and deleted otherwise; unfinished replacements (``rf-new``) are deleted.
+    """
+    target = Path(target)
+    done: list[str] = []
+    if not target.parent.is_dir():
+        return done
+    pattern = re.compile(rf"^\.{re.escape(target.name)}\.rf-(new|old)-[A-Za-z0-9_]{{8}}$")
+    leftovers = sorted(p for p in target.parent.iterdir() if pattern.match(p.name))
+    for item in leftovers:
+        kind = pattern.match(item.name).group(1)  # type: ignore[union-attr]
+        if kind == "old" and not target.exists() and (item / "run").is_dir():
+            os.replace(item / "run", target)
+            done.append(f"restored {target} from {item.name} (a replacement was interrupted)")
+        else:
+            done.append(f"removed {item.name}, left by an interrupted run")
+        shutil.rmtree(item, ignore_errors=True)
+    return done
 
 
 def remove_stale_temporaries(folder: Path) -> int:

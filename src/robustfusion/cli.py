@@ -1,21 +1,28 @@
 """The ``robustfusion`` command line; subcommands are the modules of :mod:`robustfusion.commands`.
 
 Each command module defines ``NAME``, ``HELP``, ``add_arguments(parser)`` and ``run(args) -> int``.
-A user's mistake (a :class:`RobustFusionError` or a bad flag) prints one line ``error: ...`` on
-stderr and exits 2, without a traceback.
+Exit statuses: 0 success; 2 a user's mistake (a :class:`RobustFusionError` or a bad flag), printed
+as one line ``error: ...`` on stderr without a traceback; 130 Ctrl-C (training prints how far it
+got and how to resume); 141 stdout closed early (``robustfusion methods | head -1``), quietly.
+Notes (``robustfusion`` logger, e.g. a dataset's guessed value range) print as ``note: ...``.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import logging
+import os
 import pkgutil
 import sys
 from collections.abc import Sequence
 from types import ModuleType
 
 from robustfusion import __version__
-from robustfusion.errors import RobustFusionError
+from robustfusion.errors import RobustFusionError, TrainingInterrupted
+
+#: Exit status when stdout is closed before the output is written (128 + SIGPIPE, as the shell).
+EXIT_BROKEN_PIPE = 141
 
 
 class UsageError(Exception):
@@ -27,6 +34,21 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> None:  # type: ignore[override]
         raise UsageError(f"{message} (see '{self.prog} --help')")
+
+
+class _NoteHandler(logging.Handler):
+    """Prints ``note: MESSAGE`` on the current ``sys.stderr`` (looked up at each record)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        print(f"note: {_one_line(record.getMessage())}", file=sys.stderr)
+
+
+def _route_notes() -> None:
+    logger = logging.getLogger("robustfusion")
+    if not any(isinstance(h, _NoteHandler) for h in logger.handlers):
+        logger.addHandler(_NoteHandler(logging.INFO))
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
 
 
 def discover_commands() -> list[ModuleType]:
@@ -59,17 +81,43 @@ def _one_line(message: str) -> str:
     return " ".join(str(message).split())
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit status (0 ok, 2 bad input)."""
+def _run(argv: Sequence[str] | None) -> int:
     try:
         args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
-        return int(args._run(args) or 0)
+        status = int(args._run(args) or 0)
+    except SystemExit:  # --help, --version: flush here so that a closed pipe is caught below
+        sys.stdout.flush()
+        raise
     except (UsageError, RobustFusionError) as error:
         print(f"error: {_one_line(str(error))}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
+    except TrainingInterrupted as interrupt:
+        print(interrupt.message, file=sys.stderr)
         return 130
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    sys.stdout.flush()
+    return status
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status (see the module docstring)."""
+    _route_notes()
+    try:
+        return _run(argv)
+    except BrokenPipeError:
+        _silence_stdout()
+        return EXIT_BROKEN_PIPE
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so that the interpreter's final flush does not fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # a replaced sys.stdout (tests): nothing to do
+        pass
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -29,3 +29,23 @@ class ConfigError(RobustFusionError, ValueError):
 
 class CheckpointError(RobustFusionError):
     """A missing, truncated or incompatible checkpoint."""
+
+
+class RunFolderError(RobustFusionError):
+    """A run folder that cannot be used as asked: it holds a run (give ``--resume`` or
+    ``--overwrite``), holds no run to resume, holds something else, or is in use."""
+
+
+class FolderBusyError(RunFolderError):
+    """Another process holds the folder's lock."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during training. ``message`` says how far the run got and how to continue it; the
+    CLI prints it and exits 130. A subclass of :class:`KeyboardInterrupt`, so that library
+    callers stop as they would on any interrupt."""
+
+    def __init__(self, message: str, epochs_done: int = 0) -> None:
+        super().__init__(message)
+        self.message = message
+        self.epochs_done = epochs_done

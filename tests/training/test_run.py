@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -9,7 +11,9 @@ import torch
 import yaml
 
 from robustfusion.cli import main
-from robustfusion.errors import UnknownNameError
+from robustfusion.errors import ConfigError, RunFolderError
+from robustfusion.training import run as run_module
+from robustfusion.training.build import load_data
 from robustfusion.training.callbacks import BestModel
 from robustfusion.training.config import TrainConfig
 from robustfusion.training.run import load_run, train
@@ -125,10 +129,139 @@ def test_best_model_keeps_the_earlier_epoch_on_ties() -> None:
     assert restored.best_epoch == 1 and restored.best_accuracy == 0.8
 
 
-def test_a_fresh_run_removes_results_of_an_earlier_one(tiny_npz: Path, tmp_path: Path) -> None:
+def _files(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def test_a_run_folder_is_replaced_only_on_request_and_only_once_the_new_run_is_done(
+    tiny_npz: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     out = tmp_path / "run"
     train(_config(tiny_npz, out, epochs=1), progress=False)
-    with pytest.raises(UnknownNameError):  # a second, fresh run that fails before training
-        train(_config(tiny_npz, out, epochs=1, method="no_such_method"), progress=False)
-    assert not (out / "metrics.json").exists() and not (out / "model.pt").exists()
-    assert not (out / "checkpoints" / "last.ckpt").exists()
+    before = _files(out)
+    with pytest.raises(RunFolderError, match="holds a finished run"):
+        train(_config(tiny_npz, out, epochs=1, method="modality_dropout"), progress=False)
+    assert _files(out) == before
+
+    # an overwrite that fails mid-way (here: while training) leaves the old run as it was
+    def broken(config: TrainConfig, workdir: Path, *args: object) -> dict:
+        (workdir / "config.yaml").write_text("half")
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(run_module, "_fit_and_test", broken)
+    with pytest.raises(RuntimeError, match="disk full"):
+        train(_config(tiny_npz, out, method="modality_dropout"), overwrite=True, progress=False)
+    assert _files(out) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run", "tiny.npz"]  # no leftovers
+    monkeypatch.undo()
+
+    metrics = train(_config(tiny_npz, out, method="modality_dropout"), overwrite=True)
+    assert metrics["method"] == "modality_dropout" and metrics["epochs"] == 3
+    saved = yaml.safe_load((out / "config.yaml").read_text())
+    assert saved["method"] == "modality_dropout" and saved["out"] == str(out.resolve())
+    assert json.loads((out / "metrics.json").read_text()) == metrics
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run", "tiny.npz"]
+
+
+def test_an_interrupted_replacement_is_recovered_by_the_next_run(
+    tiny_npz: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "run"
+    train(_config(tiny_npz, out, epochs=1), progress=False)
+    before = _files(out)
+    # killed between the two renames of a swap: the old run aside, the new one not yet in place
+    aside = tmp_path / ".run.rf-old-abcd1234"
+    aside.mkdir()
+    out.rename(aside / "run")
+    (tmp_path / ".run.rf-new-efgh5678").mkdir()
+    with pytest.raises(RunFolderError, match="holds a finished run"):
+        train(_config(tiny_npz, out, epochs=1), progress=False)
+    assert _files(out) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run", "tiny.npz"]
+
+
+def test_resume_extends_a_finished_run_as_if_it_had_run_longer(
+    tiny_npz: Path, tmp_path: Path
+) -> None:
+    short, long = tmp_path / "short", tmp_path / "long"
+    train(_config(tiny_npz, short, epochs=2), progress=False)
+    finished = _files(short)
+    # resuming a finished run with its own epochs does nothing
+    assert train(_config(tiny_npz, short, epochs=2), resume=True) == json.loads(
+        finished["metrics.json"]
+    )
+    assert _files(short) == finished
+    with pytest.raises(ConfigError, match="it has done 2 epochs"):
+        train(_config(tiny_npz, short, epochs=1), resume=True)
+
+    moved = tmp_path / "moved"  # a moved folder resumes: its saved out is not compared
+    short.rename(moved)
+    (moved / "eval-clean-all.json").write_text("{}")  # an evaluation of the 2-epoch model
+    extended = train(_config(tiny_npz, moved, epochs=4), resume=True, progress=False)
+    train(_config(tiny_npz, long, epochs=4), progress=False)
+    # static fusion has no schedule that depends on the number of epochs: identical results
+    assert (moved / "metrics.json").read_bytes() == (long / "metrics.json").read_bytes()
+    assert (moved / "model.pt").read_bytes() == (long / "model.pt").read_bytes()
+    assert extended["epochs"] == 4
+    assert yaml.safe_load((moved / "config.yaml").read_text())["out"] == str(moved.resolve())
+    with (moved / "logs" / "metrics.csv").open() as file:
+        assert {int(r["epoch"]) for r in csv.DictReader(file)} == {0, 1, 2, 3}
+    assert json.loads((moved / "timing.json").read_text())["mode"] == "extend"
+    assert not (moved / "eval-clean-all.json").exists()  # it described a model now replaced
+
+
+def test_modalities_keeps_a_subset_in_the_dataset_order(
+    make_npz: Callable[..., Path], tmp_path: Path
+) -> None:
+    import numpy as np
+
+    data = make_npz("three.npz", c=np.ones((90, 2), np.float32))
+    config = _config(data, tmp_path / "run", epochs=1, modalities=["c", "a"])
+    splits = load_data(config)
+    assert splits.info.modality_names == ("a", "c")
+    assert set(splits.train[0]["inputs"]) == {"a", "c"}
+    assert splits.train.__getitems__([0, 1]).modalities == ("a", "c")
+    metrics = train(config, progress=False)
+    assert set(metrics["mean_weight"]) == {"a", "c"}
+    assert yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["modalities"] == [
+        "c",
+        "a",
+    ]
+    model, splits, _ = load_run(tmp_path / "run")  # evaluation sees the same modalities
+    assert tuple(model.encoders) == ("a", "c") and splits.info.modality_names == ("a", "c")
+
+
+def test_dataset_notes_are_logged_once(
+    tiny_npz: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import dataclasses
+
+    from robustfusion.training import build
+
+    real = build.load_dataset
+
+    def noted(*args: object, **kwargs: object) -> object:
+        splits = real(*args, **kwargs)  # type: ignore[arg-type]
+        extra = {**splits.info.extra, "notes": ["image value range guessed as 0-16"]}
+        splits.info = dataclasses.replace(splits.info, extra=extra)
+        return splits
+
+    class Collect(logging.Handler):
+        def __init__(self) -> None:
+            super().__init__(logging.INFO)
+            self.messages: list[str] = []
+
+        def emit(self, record: logging.LogRecord) -> None:
+            self.messages.append(record.getMessage())
+
+    monkeypatch.setattr(build, "load_dataset", noted)
+    monkeypatch.setattr(build, "_NOTES_SHOWN", set())
+    collect = Collect()
+    logger = logging.getLogger("robustfusion")
+    logger.addHandler(collect)
+    try:
+        load_data(_config(tiny_npz, tmp_path / "r"))
+        load_data(_config(tiny_npz, tmp_path / "r"))
+    finally:
+        logger.removeHandler(collect)
+    assert collect.messages == ["image value range guessed as 0-16"]

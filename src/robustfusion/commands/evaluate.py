@@ -7,8 +7,10 @@ from pathlib import Path
 from typing import Any
 
 from robustfusion.atomic import write_json
+from robustfusion.commands._settings import add_weights_argument
 from robustfusion.errors import ConfigError
 from robustfusion.registry import CORRUPTIONS
+from robustfusion.training.config import default_value
 
 NAME = "evaluate"
 HELP = "evaluate a trained run on its test split, clean or corrupted; prints a table, writes JSON"
@@ -25,17 +27,33 @@ DEFAULT_SEVERITIES: dict[str, tuple[float, ...]] = {
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dir", metavar="DIR", help="a run folder written by robustfusion train")
     parser.add_argument(
-        "--corruption", help="gaussian, salt_pepper, blur or missing (default none)"
+        "--corruption",
+        help="gaussian, salt_pepper, blur or missing (default: none, the clean test set)",
     )
     parser.add_argument(
-        "--severities", help="comma-separated severities, e.g. 0,0.5,1,2 (default: per corruption)"
+        "--severities",
+        help="comma-separated severities, e.g. 0,0.5,1,2 (default: per corruption: "
+        + "; ".join(f"{k} {','.join(f'{v:g}' for v in vs)}" for k, vs in DEFAULT_SEVERITIES.items())
+        + ")",
     )
     parser.add_argument(
-        "--target", default="all", help="all (default), each (p=0.5 per modality) or a modality"
+        "--target",
+        default="all",
+        help="all, each (p=0.5 per modality) or one modality (default: all)",
     )
-    parser.add_argument("--seed", type=int, default=0, help="seeds the corruptions (default 0)")
-    parser.add_argument("--batch-size", type=int, default=256, help="evaluation batch size")
-    parser.add_argument("--out", help="JSON file (default DIR/eval-CORRUPTION-TARGET.json)")
+    parser.add_argument("--seed", type=int, default=0, help="seeds the corruptions (default: 0)")
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=default_value("eval_batch_size"),
+        help=f"evaluation batch size (default: {default_value('eval_batch_size')})",
+    )
+    add_weights_argument(parser)
+    parser.add_argument(
+        "--out",
+        metavar="FILE.json",
+        help="JSON file (default: DIR/eval-CORRUPTION-TARGET.json, with -WEIGHTS unless learned)",
+    )
 
 
 def parse_severities(text: str | None, corruption: str | None) -> tuple[float, ...]:
@@ -72,9 +90,29 @@ def format_table(report: dict[str, Any]) -> str:
         f"{report['method']} on {report['dataset']} (test), corruption {report['corruption']}, "
         f"target {report['target']}"
     )
+    if report.get("weights", "learned") != "learned":
+        title += f", {report['weights']} weights"
     out = [title, "  ".join(h.rjust(w) for h, w in zip(header, widths, strict=True))]
     out += ["  ".join(c.rjust(w) for c, w in zip(line, widths, strict=True)) for line in lines]
     return "\n".join(out)
+
+
+def output_path(args: argparse.Namespace, run_dir: Path) -> Path:
+    """``--out``, or ``DIR/eval-CORRUPTION-TARGET[-WEIGHTS].json``; never one of the run's own
+    files."""
+    from robustfusion.training.run import RUN_FILES
+
+    if args.out is None:
+        suffix = "" if args.weights == "learned" else f"-{args.weights}"
+        return run_dir / f"eval-{args.corruption or 'clean'}-{args.target}{suffix}.json"
+    out = Path(args.out)
+    own = {(run_dir / name).resolve() for name in RUN_FILES}
+    if out.resolve() in own or out.is_dir():
+        raise ConfigError(
+            f"--out {out} would replace {'a folder' if out.is_dir() else 'a file of the run'}: "
+            "give a new .json file"
+        )
+    return out
 
 
 def run(args: argparse.Namespace) -> int:
@@ -86,11 +124,16 @@ def run(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size must be at least 1, got {args.batch_size}")
     severities = parse_severities(args.severities, args.corruption)
+    out = output_path(args, run_dir)
     report = evaluate_run(
-        run_dir, args.corruption, severities, args.target, args.seed, args.batch_size
+        run_dir,
+        args.corruption,
+        severities,
+        args.target,
+        args.seed,
+        args.batch_size,
+        weights=args.weights,
     )
-    name = f"eval-{args.corruption or 'clean'}-{args.target}.json"
-    out = Path(args.out) if args.out else run_dir / name
     write_json(out, report)
     print(format_table(report))
     print(f"-> {out}")

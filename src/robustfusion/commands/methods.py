@@ -1,19 +1,93 @@
-"""``robustfusion methods``: the registered fusion methods, one per line."""
+"""``robustfusion methods [NAME]``: the registered fusion methods, or one method's options."""
 
 from __future__ import annotations
 
 import argparse
+import inspect
+import sys
+from typing import Any
 
 from robustfusion.registry import METHODS
+from robustfusion.training.config import RECIPE_SETTINGS, default_value
 
 NAME = "methods"
-HELP = "list the fusion methods, one per line with a short description"
+HELP = "list the fusion methods one per line, or show one method's options and recipe"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """No options."""
+    parser.add_argument(
+        "name",
+        nargs="?",
+        metavar="NAME",
+        help="a method: print its options with their defaults, the paper it follows and the "
+        "training settings its recipe implies (default: list every method)",
+    )
+
+
+def reference(factory: Any) -> str:
+    """The paper or idea a method follows: its ``paper`` attribute, else the first line of its
+    module's docstring."""
+    paper = getattr(factory, "paper", None)
+    if paper:
+        return str(paper)
+    module = sys.modules.get(getattr(factory, "__module__", ""), None)
+    doc = inspect.getdoc(module) if module is not None else None
+    return doc.strip().splitlines()[0] if doc else ""
+
+
+def options(factory: Any) -> list[tuple[str, str]]:
+    """``(name, default)`` of a method's keyword options (the spec and ``inner`` left out)."""
+    rows = []
+    parameters = list(inspect.signature(factory).parameters.values())[1:]  # after the spec
+    for p in parameters:
+        if p.name == "inner" or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            continue
+        rows.append((p.name, "required" if p.default is p.empty else repr(p.default)))
+    return rows
+
+
+def describe(name: str) -> list[str]:
+    """The lines ``robustfusion methods NAME`` prints."""
+    from robustfusion.training.config import TrainConfig
+
+    factory = METHODS.get(name)
+    entry = next(e for e in METHODS if e.name == name)
+    lines = [f"{name}: {entry.description}"]
+    ref = reference(factory)
+    if ref:
+        lines.append(f"follows: {ref}")
+    rows = options(factory)
+    if rows:
+        lines.append(f"options (--method-option {name}.KEY=VALUE):")
+        width = max(len(key) for key, _ in rows)
+        lines += [f"  {key:<{width}}  {value}" for key, value in rows]
+    else:
+        lines.append("options: none")
+    if getattr(factory, "composable", False):
+        lines.append(f"wraps another method: {name}+NAME (alone it wraps static)")
+    if getattr(factory, "has_dynamic_weights", False):
+        lines.append(
+            "per-sample modality weights: yes (option weights=uniform trains its uniform twin; "
+            "evaluate --weights learned|uniform|oracle)"
+        )
+    recipe = TrainConfig(method=name).recipe()
+    keys = list(RECIPE_SETTINGS) + [k for k in recipe if k not in RECIPE_SETTINGS]
+    lines.append(
+        "training settings with the default options (flags and --config override them; "
+        "'robustfusion train ... --print-config' shows them for given options):"
+    )
+    width = max(len(k) for k in keys)
+    for key in keys:
+        source = "method's recipe" if key in recipe else "global default"
+        value = recipe[key] if key in recipe else default_value(key)
+        lines.append(f"  {key:<{width}}  {'none' if value is None else value}  ({source})")
+    return lines
 
 
 def run(args: argparse.Namespace) -> int:
-    print("\n".join(METHODS.listing()))
+    if args.name is None:
+        print("\n".join(METHODS.listing()))
+        return 0
+    blocks = ["\n".join(describe(part)) for part in args.name.split("+")]
+    print("\n\n".join(blocks))
     return 0

@@ -16,10 +16,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "name", help="what to prepare, e.g. avdigits (datasets that need it say so)"
     )
-    parser.add_argument("--raw", help="folder of the raw download, where the step needs one")
+    parser.add_argument(
+        "--raw", help="folder of the raw download, where the step needs one (default: none)"
+    )
     parser.add_argument("--out", help="where to write (default: the dataset's cache folder)")
     parser.add_argument(
-        "--option", action="append", metavar="KEY=VALUE", help="step option (repeatable)"
+        "--option",
+        action="append",
+        metavar="KEY=VALUE",
+        help="step option, value parsed as YAML (repeatable; default: none)",
     )
 
 

@@ -2,28 +2,133 @@
 
 from __future__ import annotations
 
+import dataclasses
+import logging
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
+import torch
 from torch import nn
 
-from robustfusion.data import DatasetInfo, DataSplits, load_dataset
+from robustfusion.data import (
+    DatasetInfo,
+    DataSplits,
+    MultimodalDataset,
+    TensorMultimodalDataset,
+    collate,
+    load_dataset,
+)
 from robustfusion.encoders.base import default_encoder_name
-from robustfusion.errors import ConfigError
+from robustfusion.errors import ConfigError, DataError
 from robustfusion.methods.base import MethodSpec, build_method
 from robustfusion.model import MultimodalModel
 from robustfusion.registry import ENCODERS, FUSIONS, METHODS, check_options
 from robustfusion.training.config import TrainConfig
+from robustfusion.types import Batch
+
+log = logging.getLogger("robustfusion")
+_NOTES_SHOWN: set[str] = set()
 
 
 def load_data(config: TrainConfig) -> DataSplits:
-    """The splits of ``config.dataset`` (or ``config.data``), split with ``config.seed``."""
-    return load_dataset(
+    """The splits of ``config.dataset`` (or ``config.data``), split with ``config.seed``, keeping
+    only ``config.modalities`` when given (in the dataset's order).
+
+    The dataset's notes (``info.extra["notes"]``, e.g. a guessed value range) are logged once per
+    process on the ``robustfusion`` logger (the CLI prints them as ``note: ...``).
+    """
+    splits = load_dataset(
         config.dataset,
         data=Path(config.data) if config.data is not None else None,
         root=Path(config.data_root) if config.data_root is not None else None,
         seed=config.seed,
         **config.dataset_options,
     )
+    if config.modalities is not None:
+        splits = select_modalities(splits, config.modalities)
+    for note in splits.info.extra.get("notes", ()) or ():
+        if note not in _NOTES_SHOWN:
+            _NOTES_SHOWN.add(note)
+            log.warning("%s", note)
+    return splits
+
+
+def select_modalities(splits: DataSplits, names: Sequence[str]) -> DataSplits:
+    """``splits`` with only the modalities ``names`` (kept in the dataset's order)."""
+    available = splits.info.modality_names
+    unknown = [name for name in names if name not in available]
+    if unknown:
+        raise ConfigError(
+            f"--modalities names unknown modality {unknown[0]!r}: {splits.info.name} has "
+            f"{','.join(available)}"
+        )
+    keep = tuple(m for m in available if m in set(names))
+    if keep == available:
+        return splits
+    info = dataclasses.replace(
+        splits.info, modalities=tuple(m for m in splits.info.modalities if m.name in keep)
+    )
+    return DataSplits(
+        train=_subset(splits.train, keep, "train"),
+        val=_subset(splits.val, keep, "val"),
+        test=_subset(splits.test, keep, "test"),
+        info=info,
+    )
+
+
+def _subset(dataset: MultimodalDataset, keep: tuple[str, ...], split: str) -> MultimodalDataset:
+    if isinstance(dataset, TensorMultimodalDataset):
+        try:
+            return TensorMultimodalDataset(
+                {m: dataset.arrays[m] for m in keep},
+                dataset.target,
+                {m: dataset.present[m] for m in keep},
+            )
+        except DataError as error:
+            raise DataError(
+                f"--modalities {','.join(keep)}: in the {split} split {error}; keep more modalities"
+            ) from None
+    return ModalitySubset(dataset, keep)
+
+
+class ModalitySubset(MultimodalDataset):
+    """A view of ``dataset`` with only the modalities ``keep`` (for datasets that are not
+    in-memory tensors; samples whose kept modalities are all absent are not checked here)."""
+
+    def __init__(self, dataset: MultimodalDataset, keep: tuple[str, ...]) -> None:
+        self.dataset = dataset
+        self.modalities = keep
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        return self._keep(self.dataset[index])
+
+    def __getitems__(self, indices: Sequence[int]) -> Batch:
+        fetch = getattr(self.dataset, "__getitems__", None)
+        if fetch is None:
+            return collate([self[i] for i in indices])
+        batch = fetch(indices)
+        if not isinstance(batch, Batch):  # a list of samples
+            return collate([self._keep(item) for item in batch])
+        keep = self.modalities
+        return batch.replace(
+            inputs={m: batch.inputs[m] for m in keep},
+            present={m: batch.present[m] for m in keep},
+            noise_level={m: v for m, v in batch.noise_level.items() if m in keep},
+            corrupted={m: v for m, v in batch.corrupted.items() if m in keep},
+        )
+
+    def _keep(self, item: dict[str, Any]) -> dict[str, Any]:
+        item = dict(item)
+        for key in ("inputs", "present"):
+            item[key] = {m: item[key][m] for m in self.modalities}
+        return item
+
+    def targets(self) -> torch.Tensor:
+        return self.dataset.targets()
 
 
 def wants_spatial(method: str) -> bool:

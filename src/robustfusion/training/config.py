@@ -1,4 +1,10 @@
-"""The training configuration: every setting of a run, with defaults, saved as ``DIR/config.yaml``."""
+"""The training configuration: every setting of a run, with defaults, saved as ``DIR/config.yaml``.
+
+A setting is *given* when a flag, a config file or the constructor sets it; a method's recipe
+(:meth:`Method.training_defaults <robustfusion.methods.base.Method.training_defaults>`, e.g. UDML's
+``preset=paper``) fills the settings that were not given (:meth:`TrainConfig.resolved`), and the
+saved ``config.yaml`` holds the resolved values, so that it reproduces the run exactly.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +21,18 @@ from robustfusion.atomic import write_text
 from robustfusion.errors import ConfigError
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
+#: Settings a method's recipe may not set: what to train on, which method, where, which seed.
+NOT_RECIPE = frozenset(
+    {"dataset", "data", "data_root", "dataset_options", "modalities", "method", "method_options",
+     "out", "seed"}
+)  # fmt: skip
+#: The settings methods' recipes set (``Method.training_defaults``); any other setting outside
+#: :data:`NOT_RECIPE` is allowed too, but these are the ones ``--help`` and ``methods NAME`` show.
+RECIPE_SETTINGS = ("optimizer", "lr", "weight_decay", "momentum", "gradient_clip_val")
+#: Settings that may differ when a run is resumed: where it lives (a moved or copied folder), how
+#: many epochs it runs (``--resume --epochs N`` extends it) and where it runs (results do not
+#: depend on them: every random draw is seeded).
+RESUMABLE_CHANGES = ("out", "epochs", "accelerator", "num_workers")
 
 
 @dataclass
@@ -26,12 +44,19 @@ class TrainConfig:
     ``encoders`` maps a modality to an encoder name (default: by input shape) and
     ``encoder_options`` maps an encoder name to its keyword options (``{"mlp": {"dropout": 0.2}}``).
     ``accelerator``/``devices``/``strategy``/``precision`` go to Lightning unchanged.
+    ``modalities`` keeps only those modalities of the dataset (in the dataset's order).
+    ``gradient_clip_val`` ``None`` (or 0) means no clipping.
+
+    ``given`` (not saved) names the settings given explicitly; ``None`` means "those that differ
+    from the defaults" (what constructing ``TrainConfig(lr=...)`` in Python gives). The others
+    may be set by the method's recipe when the config is :meth:`resolved`.
     """
 
     dataset: str | None = None
     data: str | None = None
     data_root: str | None = None
     dataset_options: dict[str, Any] = field(default_factory=dict)
+    modalities: list[str] | None = None
     method: str = "static"
     fusion: str = "concat"
     method_options: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -55,14 +80,27 @@ class TrainConfig:
     num_workers: int = 0
     deterministic: bool = True
     out: str | None = None
+    given: frozenset[str] | None = field(default=None, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.given is None:
+            defaults = _defaults()
+            self.given = frozenset(k for k in setting_names() if getattr(self, k) != defaults[k])
+        else:
+            self.given = frozenset(self.given)
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def from_dict(cls, data: dict[str, Any], source: str = "the config") -> TrainConfig:
-        """Build a config from a mapping; unknown keys and ill-typed values raise ConfigError."""
+    def from_dict(
+        cls, data: dict[str, Any], source: str = "the config", given: frozenset[str] | None = None
+    ) -> TrainConfig:
+        """Build a config from a mapping; unknown keys and ill-typed values raise ConfigError.
+
+        The keys of ``data`` count as given unless ``given`` says otherwise.
+        """
         if not isinstance(data, dict):
             raise ConfigError(f"{source} must be a mapping of settings, got {type(data).__name__}")
-        names = [f.name for f in dataclasses.fields(cls)]
+        names = setting_names()
         unknown = sorted(set(data) - set(names))
         if unknown:
             raise ConfigError(
@@ -71,7 +109,7 @@ class TrainConfig:
             )
         hints = typing.get_type_hints(cls)
         values = {k: _coerce(k, v, hints[k], source) for k, v in data.items()}
-        return cls(**values)
+        return cls(**values, given=frozenset(data) if given is None else given)
 
     @classmethod
     def from_yaml(cls, path: Path) -> TrainConfig:
@@ -89,11 +127,17 @@ class TrainConfig:
         return cls.from_dict(data or {}, source=str(path))
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """Every setting (not ``given``), as saved in ``config.yaml``."""
+        data = dataclasses.asdict(self)
+        data.pop("given")
+        return data
+
+    def to_yaml_text(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
     def to_yaml(self, path: Path) -> None:
         """Write every setting to ``path`` atomically."""
-        write_text(Path(path), yaml.safe_dump(self.to_dict(), sort_keys=False))
+        write_text(Path(path), self.to_yaml_text())
 
     def with_overrides(self, **overrides: Any) -> TrainConfig:
         """A copy with the given settings replaced; ``None`` values are ignored (flag not given).
@@ -102,9 +146,11 @@ class TrainConfig:
         ``encoders`` and ``dataset_options`` per key.
         """
         data = self.to_dict()
+        given = set(self.given or ())
         for key, value in overrides.items():
             if value is None:
                 continue
+            given.add(key)
             if key in ("method_options", "encoder_options"):
                 merged = {k: dict(v) for k, v in data[key].items()}
                 for name, options in value.items():
@@ -114,17 +160,59 @@ class TrainConfig:
                 data[key] = {**data[key], **value}
             else:
                 data[key] = value
-        return TrainConfig.from_dict(data, source="the command line")
+        return TrainConfig.from_dict(data, source="the command line", given=frozenset(given))
+
+    def recipe(self) -> dict[str, Any]:
+        """The training settings the method's recipe sets, given its options: the outer
+        method's first, then the inner one's for ``outer+inner`` (unknown names raise)."""
+        from robustfusion.registry import METHODS
+
+        values: dict[str, Any] = {}
+        for part in self.method.split("+"):
+            factory = METHODS.get(part)
+            defaults = getattr(factory, "training_defaults", None)
+            if defaults is None:
+                continue
+            options = self.method_options.get(part, {})
+            for key, value in defaults(options if isinstance(options, dict) else {}).items():
+                if key not in setting_names() or key in NOT_RECIPE:
+                    raise ValueError(
+                        f"{part}.training_defaults sets {key!r}, which is not a training setting"
+                    )
+                values.setdefault(key, value)
+        return values
 
     # ------------------------------------------------------------------ checks
-    def resolved(self) -> TrainConfig:
-        """Validate and return a copy with absolute paths (so that the saved config reproduces)."""
+    def resolved(self, require_out: bool = True) -> TrainConfig:
+        """Validate; return a copy with the method's recipe applied to every setting that was not
+        given and with absolute paths (so that the saved config reproduces the run)."""
         if (self.dataset is None) == (self.data is None):
             raise ConfigError(
                 "give exactly one of --dataset NAME (see 'robustfusion datasets') or --data FILE.npz"
             )
-        if self.out is None:
+        if self.out is None and require_out:
             raise ConfigError("no output folder: give --out DIR")
+        if self.data is not None and Path(self.data).suffix.lower() != ".npz":
+            raise ConfigError(
+                f"--data expects an .npz file (arrays y, optional split, one per modality), got "
+                f"{self.data}: save your arrays with numpy.savez"
+            )
+        recipe = {k: v for k, v in self.recipe().items() if k not in (self.given or ())}
+        config = self.from_dict({**self.to_dict(), **recipe}, "the method's recipe")
+        config.check()
+
+        def absolute(value: str | None) -> str | None:
+            return None if value is None else str(Path(value).expanduser().resolve())
+
+        return dataclasses.replace(
+            config,
+            data=absolute(config.data),
+            data_root=absolute(config.data_root),
+            out=absolute(config.out),
+        )
+
+    def check(self) -> None:
+        """Raise a one-line ConfigError for an out-of-range value."""
         for key in ("epochs", "batch_size", "eval_batch_size", "hidden_dim", "feature_dim"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"{key} must be at least 1, got {getattr(self, key)}")
@@ -138,21 +226,47 @@ class TrainConfig:
             raise ConfigError(
                 f"unknown optimizer {self.optimizer!r}: choose one of {', '.join(OPTIMIZERS)}"
             )
+        if self.momentum < 0:
+            raise ConfigError(f"momentum must be >= 0, got {self.momentum}")
+        if self.gradient_clip_val is not None and self.gradient_clip_val < 0:
+            raise ConfigError(
+                f"gradient_clip_val must be >= 0 (0 or empty: no clipping), got {self.gradient_clip_val}"
+            )
+        if isinstance(self.devices, int) and self.devices < 1:
+            raise ConfigError(
+                f"devices must be at least 1 (or auto, or a list), got {self.devices}"
+            )
+        if self.modalities is not None:
+            if not self.modalities or not all(self.modalities):
+                raise ConfigError("--modalities is empty: give names such as fou,mor")
+            if len(set(self.modalities)) != len(self.modalities):
+                raise ConfigError(f"--modalities repeats a name: {','.join(self.modalities)}")
         for name, options in {**self.method_options, **self.encoder_options}.items():
             if not isinstance(options, dict):
                 raise ConfigError(
                     f"options of {name!r} must be a mapping KEY: VALUE, got {options!r}"
                 )
 
-        def absolute(value: str | None) -> str | None:
-            return None if value is None else str(Path(value).expanduser().resolve())
 
-        return dataclasses.replace(
-            self,
-            data=absolute(self.data),
-            data_root=absolute(self.data_root),
-            out=absolute(self.out),
-        )
+def setting_names() -> tuple[str, ...]:
+    """The names of every setting (the keys of ``config.yaml``)."""
+    return tuple(f.name for f in dataclasses.fields(TrainConfig) if f.name != "given")
+
+
+def _defaults() -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(TrainConfig):
+        if f.default is not dataclasses.MISSING:
+            values[f.name] = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            values[f.name] = f.default_factory()
+    return values
+
+
+def default_value(name: str) -> Any:
+    """The global default of setting ``name`` (what applies when neither the user nor the
+    method's recipe sets it)."""
+    return _defaults()[name]
 
 
 def _coerce(key: str, value: Any, hint: Any, source: str) -> Any:
@@ -173,7 +287,15 @@ def _coerce(key: str, value: Any, hint: Any, source: str) -> Any:
             return value
         if origin in (str, bool, dict) and isinstance(value, origin):
             return value
+        if origin is list:
+            items = value.split(",") if isinstance(value, str) else value
+            if isinstance(items, list | tuple) and all(isinstance(v, str) for v in items):
+                return [v.strip() for v in items]
     if str in allowed and isinstance(value, int | float) and not isinstance(value, bool):
         return str(value)  # e.g. ``precision: 16`` written without quotes
-    names = " or ".join(getattr(k, "__name__", str(k)) for k in allowed if k is not type(None))
+    names = " or ".join(
+        "a list of names" if typing.get_origin(k) is list else getattr(k, "__name__", str(k))
+        for k in allowed
+        if k is not type(None)
+    )
     raise ConfigError(f"setting {key!r} in {source} must be {names}, got {value!r}")

@@ -1,0 +1,179 @@
+"""Every user mistake exits 2 with one line naming the problem and the fix, and leaves what the
+user has byte-identical: a finished run, a run with a damaged checkpoint, a folder of other files.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from robustfusion.cli import main
+from robustfusion.lock import FolderLock
+
+
+@pytest.fixture(scope="module")
+def place(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder with: ``tiny.npz``; ``run`` (a finished 2-epoch run); ``trunc`` (an unfinished
+    copy, killed before its test, whose ``last.ckpt`` was then cut in half); ``foreign`` (a user's files); ``empty`` (an empty folder);
+    ``a_file``; ``bad.yaml`` (not YAML); ``unknown.yaml`` (an unknown setting); ``x.npy``."""
+    root = tmp_path_factory.mktemp("bad_input")
+    rng = np.random.default_rng(0)
+    y = np.arange(90) % 3
+    a = rng.normal(size=(90, 6)).astype(np.float32) + y[:, None] * 3.0
+    b = rng.normal(size=(90, 4)).astype(np.float32) - y[:, None] * 2.0
+    np.savez(root / "tiny.npz", y=y, a=a, b=b)
+    args = ["train", "--data", str(root / "tiny.npz"), "--epochs", "2", "--batch-size", "16"]
+    assert main([*args, "--out", str(root / "run"), "--no-progress"]) == 0
+    shutil.copytree(root / "run", root / "trunc")
+    (root / "trunc" / "metrics.json").unlink()
+    (root / "trunc" / "model.pt").unlink()
+    ckpt = root / "trunc" / "checkpoints" / "last.ckpt"
+    ckpt.write_bytes(ckpt.read_bytes()[: ckpt.stat().st_size // 2])
+    (root / "foreign").mkdir()
+    (root / "foreign" / "thesis.tex").write_text("my thesis")
+    (root / "empty").mkdir()
+    (root / "a_file").write_text("not a folder")
+    (root / "bad.yaml").write_text("epochs: [1,\n")
+    (root / "unknown.yaml").write_text("learning_rate: 0.1\n")
+    np.save(root / "x.npy", np.zeros((5, 3)))
+    return root
+
+
+def _snapshot(root: Path) -> dict[str, bytes | None]:
+    """Every file's bytes and every folder (None), hidden ones (locks, temporaries) included."""
+    return {
+        str(p.relative_to(root)): (p.read_bytes() if p.is_file() else None)
+        for p in sorted(root.rglob("*"))
+    }
+
+
+def _train(place: Path, out: str, *extra: str) -> list[str]:
+    return ["train", "--data", str(place / "tiny.npz"), "--out", str(place / out), *extra]
+
+
+# (arguments, a part of the one-line message); {p} is the folder of the fixture
+MISTAKES: list[tuple[list[str], str]] = [
+    # a run folder is refused unless --resume or --overwrite is given
+    (["train", "--data", "{p}/tiny.npz", "--out", "{p}/run"], "holds a finished run"),
+    (["train", "--data", "{p}/tiny.npz", "--method", "tmc", "--out", "{p}/run"], "--overwrite"),
+    (["train", "--config", "{p}/run/config.yaml"], "holds a finished run"),
+    (["train", "--data", "{p}/tiny.npz", "--out", "{p}/foreign"], "holds no run"),
+    (["train", "--data", "{p}/tiny.npz", "--out", "{p}/foreign", "--overwrite"], "holds no run"),
+    (["train", "--data", "{p}/tiny.npz", "--out", "{p}/a_file"], "is a file, not a folder"),
+    # hardware this machine lacks, checked before anything is written
+    (["train", "--data", "{p}/tiny.npz", "--out", "{p}/run", "--overwrite", "--accelerator", "gpu"],
+     "--accelerator gpu cannot run here"),
+    (["train", "--data", "{p}/tiny.npz", "--out", "{p}/run", "--overwrite", "--accelerator", "mps"],
+     "--accelerator mps cannot run here"),
+    (["train", "--data", "{p}/tiny.npz", "--out", "{p}/run", "--overwrite", "--accelerator", "tpu"],
+     "cannot run here"),
+    (["train", "--data", "{p}/tiny.npz", "--out", "{p}/run", "--overwrite", "--precision", "13"],
+     "--precision 13 cannot run here"),
+    (["train", "--data", "{p}/tiny.npz", "--out", "{p}/run", "--overwrite", "--devices", "abc"],
+     "--devices abc cannot run here"),
+    (["train", "--data", "{p}/tiny.npz", "--out", "{p}/run", "--overwrite", "--devices", "0"],
+     "devices must be at least 1"),
+    (["train", "--data", "{p}/tiny.npz", "--out", "{p}/run", "--overwrite", "--strategy", "bogus"],
+     "--strategy bogus cannot run here"),
+    # resume mistakes
+    (["train", "--resume", "--out", "{p}/trunc"], "corrupted or truncated"),
+    (["train", "--resume", "--epochs", "3", "--out", "{p}/trunc"], "corrupted or truncated"),
+    (["train", "--data", "{p}/tiny.npz", "--out", "{p}/trunc"], "holds an unfinished run"),
+    (["train", "--resume", "--out", "{p}/empty"], "holds no run to resume"),
+    (["train", "--resume", "--out", "{p}/run", "--epochs", "1"], "it has done 2 epochs"),
+    (["train", "--resume", "--out", "{p}/run", "--lr", "0.5"], "lr 0.001 -> 0.5"),
+    (["train", "--resume", "--overwrite", "--out", "{p}/run"], "exclude each other"),
+    (["train", "--resume"], "--resume needs --out"),
+    (["train", "--resume", "--config", "{p}/run/config.yaml", "--method", "tmc", "--out", "{p}/run"],
+     "cannot resume"),
+    # data and settings
+    (["train", "--data", "{p}/x.npy", "--out", "{p}/run", "--overwrite"], "expects an .npz file"),
+    (["train", "--data", "{p}/absent.npz", "--out", "{p}/run", "--overwrite"], "does not exist"),
+    (["train", "--data", "{p}/tiny.npz", "--out", "{p}/run", "--overwrite", "--epochs", "0"],
+     "epochs must be at least 1"),
+    (["train", "--data", "{p}/tiny.npz", "--out", "{p}/run", "--overwrite", "--epochs", "many"],
+     "invalid int value"),
+    (["train", "--data", "{p}/tiny.npz", "--out", "{p}/run", "--overwrite", "--batch-size", "-1"],
+     "batch_size must be at least 1"),
+    (["train", "--data", "{p}/tiny.npz", "--out", "{p}/run", "--overwrite", "--lr", "-1"],
+     "lr must be positive"),
+    (["train", "--data", "{p}/tiny.npz", "--out", "{p}/run", "--overwrite", "--optimizer", "lion"],
+     "invalid choice: 'lion'"),
+    (["train", "--data", "{p}/tiny.npz", "--out", "{p}/run", "--overwrite",
+      "--gradient-clip-val", "-1"], "gradient_clip_val must be >= 0"),
+    (["train", "--data", "{p}/tiny.npz", "--out", "{p}/run", "--overwrite", "--num-workers", "-1"],
+     "num_workers must be >= 0"),
+    (["train", "--data", "{p}/tiny.npz", "--out", "{p}/run", "--overwrite", "--modalities", "a,zz"],
+     "unknown modality 'zz'"),
+    (["train", "--data", "{p}/tiny.npz", "--out", "{p}/run", "--overwrite", "--modalities", ","],
+     "--modalities is empty"),
+    (["train", "--data", "{p}/tiny.npz", "--out", "{p}/run", "--overwrite", "--method", "statc"],
+     "did you mean 'static'"),
+    (["train", "--data", "{p}/tiny.npz", "--out", "{p}/run", "--overwrite",
+      "--method-option", "static.gamma=4"], "bad options for method 'static'"),
+    (["train", "--data", "{p}/tiny.npz", "--out", "{p}/run", "--overwrite", "--fusion", "bogus"],
+     "unknown fusion 'bogus'"),
+    (["train", "--data", "{p}/tiny.npz", "--out", "{p}/run", "--overwrite", "--encoder", "c=mlp"],
+     "unknown modality 'c'"),
+    (["train", "--data", "{p}/tiny.npz", "--out", "{p}/run", "--overwrite",
+      "--dataset-option", "bogus=1"], "has no option 'bogus'"),
+    (["train", "--config", "{p}/absent.yaml", "--out", "{p}/run"], "does not exist"),
+    (["train", "--config", "{p}/bad.yaml", "--out", "{p}/run"], "not valid YAML"),
+    (["train", "--config", "{p}/unknown.yaml", "--out", "{p}/run"], "unknown setting(s)"),
+    # evaluate and the other commands
+    (["evaluate", "{p}/run", "--weights", "best"], "invalid choice: 'best'"),
+    (["evaluate", "{p}/run", "--corruption", "fog"], "unknown corruption 'fog'"),
+    (["evaluate", "{p}/run", "--out", "{p}/run/config.yaml"], "would replace a file of the run"),
+    (["evaluate", "{p}/run", "--batch-size", "0"], "--batch-size must be at least 1"),
+    (["evaluate", "{p}/empty"], "is not a training run"),
+    (["methods", "statc"], "unknown method 'statc'"),
+    (["benchmark", "--data", "{p}/tiny.npz", "--methods", "static", "--out", "{p}/bench",
+      "--accelerator", "gpu"], "--accelerator gpu cannot run here"),
+    (["benchmark", "--data", "{p}/tiny.npz", "--methods", "statc", "--out", "{p}/bench"],
+     "unknown method 'statc'"),
+    (["benchmark", "--data", "{p}/tiny.npz", "--methods", "static", "--out", "{p}/bench",
+      "--jobs", "0"], "--jobs must be at least 1"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    MISTAKES,
+    ids=[f"{i:02d}-{' '.join(a[:1] + a[-2:])}" for i, (a, _) in enumerate(MISTAKES)],  # fmt: skip
+)
+def test_mistake_exits_2_with_one_line_and_changes_nothing(
+    place: Path, args: list[str], needle: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = _snapshot(place)
+    status = main([a.replace("{p}", str(place)) for a in args])
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert status == 2, captured.err
+    assert len(lines) == 1 and lines[0].startswith("error: "), captured.err
+    assert needle in lines[0], lines[0]
+    assert captured.out == ""
+    assert _snapshot(place) == before  # byte-identical, and no lock or temporary left behind
+
+
+def test_there_are_at_least_25_mistakes() -> None:
+    assert len(MISTAKES) >= 25
+
+
+def test_a_folder_in_use_is_refused_naming_its_holder(
+    place: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = _snapshot(place)
+    with FolderLock(place / "run", command="robustfusion train --out run"):
+        locked = _snapshot(place)
+        for extra in ((), ("--overwrite",), ("--resume", "--epochs", "3")):
+            status = main(_train(place, "run", *extra))
+            line = capsys.readouterr().err.strip()
+            assert status == 2 and "\n" not in line
+            assert f"is in use by pid {os.getpid()} on host" in line, line
+            assert "(robustfusion train --out run)" in line
+            assert _snapshot(place) == locked
+    assert _snapshot(place) == before  # the lock file went with its holder
