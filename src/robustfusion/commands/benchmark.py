@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
 from pathlib import Path
 
@@ -30,8 +31,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     bench = parser.add_argument_group("benchmark")
     bench.add_argument(
         "--methods",
-        required=True,
-        help="comma-separated methods, e.g. static,unimodal,tmc,qmf (required)",
+        help="comma-separated method labels, e.g. static,tmc,udml:preset=paper (no default: "
+        "required unless --suite); a label is NAME[:OPTION=VALUE...], see docs/benchmark.md",
+    )
+    bench.add_argument(
+        "--suite",
+        metavar="NAME",
+        help="run a named suite of benchmarks instead (several datasets, each with its own "
+        "methods, seeds, epochs and grid), e.g. leaderboard; see docs/benchmark.md "
+        "(default: none)",
+    )
+    bench.add_argument(
+        "--part",
+        action="append",
+        metavar="NAME",
+        help="with --suite: run only this part (repeatable; default: every part)",
+    )
+    bench.add_argument(
+        "--results-page",
+        metavar="FILE.md",
+        help="with --suite: also write one results page over every part (default: none)",
     )
     bench.add_argument("--seeds", default="0", help="comma-separated seeds (default: 0)")
     bench.add_argument("--out", required=True, metavar="DIR", help="benchmark folder (required)")
@@ -56,9 +75,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     bench.add_argument(
         "--jobs",
         type=int,
+        default=None,
+        metavar="N",
+        help="train and evaluate N (method, seed) runs in parallel worker processes (default: "
+        "the cores this process may use on CPU, 1 on an accelerator); results do not depend "
+        "on it",
+    )
+    bench.add_argument(
+        "--threads-per-job",
+        type=int,
         default=1,
         metavar="N",
-        help="train and evaluate N (method, seed) cells in parallel processes (default: 1)",
+        help="torch intra-op threads of every run (default: 1); fixed whatever --jobs, since "
+        "the thread count can change the last bits of the results",
     )
     bench.add_argument(
         "--weight-controls",
@@ -74,7 +103,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_settings(parser, exclude=_PER_CELL)
 
 
+def default_jobs(accelerator: str) -> int:
+    """One worker per usable core on CPU; one on an accelerator."""
+    if accelerator == "cpu":
+        return max(1, len(os.sched_getaffinity(0)))
+    if accelerator == "auto":
+        import torch
+
+        if not torch.cuda.is_available():
+            return max(1, len(os.sched_getaffinity(0)))
+    return 1
+
+
 def config_from_args(args: argparse.Namespace) -> BenchmarkConfig:
+    if args.methods is None:
+        raise ConfigError("give --methods LIST (e.g. static,tmc,udml) or --suite NAME")
     base = TrainConfig.from_yaml(Path(args.config)) if args.config else TrainConfig()
     settings_given = [s for s in SETTINGS if s.field not in _PER_CELL]
     base = base.with_overrides(**overrides_from_args(args, settings_given))
@@ -101,7 +144,8 @@ def config_from_args(args: argparse.Namespace) -> BenchmarkConfig:
         base=base,
         grid=grid,
         method_overrides=per_method,
-        jobs=args.jobs,
+        jobs=args.jobs if args.jobs is not None else default_jobs(base.accelerator),
+        threads_per_job=args.threads_per_job,
         weight_controls=args.weight_controls,
     )
 
@@ -125,12 +169,49 @@ def check_cells(benchmark: Benchmark) -> list[tuple[TrainConfig, TrainConfig]]:
     return cells
 
 
+def run_suite_command(args: argparse.Namespace) -> int:
+    """``--suite NAME``: every part of a named suite (its own datasets, methods and settings)."""
+    from robustfusion.evaluation.suites import get_suite, run_suite
+
+    clashing = [flag for flag, value in (("--methods", args.methods), ("--dataset", args.dataset),
+                ("--data", args.data), ("--config", args.config)) if value]  # fmt: skip
+    if clashing:
+        raise ConfigError(
+            f"--suite sets its own datasets and methods: drop {', '.join(clashing)} "
+            "(or run a plain benchmark without --suite)"
+        )
+    suite = get_suite(args.suite)
+    jobs = args.jobs if args.jobs is not None else default_jobs("cpu")
+    if jobs < 1 or args.threads_per_job < 1:
+        raise ConfigError("--jobs and --threads-per-job must be at least 1")
+    command = "robustfusion " + " ".join(sys.argv[1:]) if sys.argv[1:] else ""
+    reports = run_suite(
+        suite.name,
+        Path(args.out).expanduser().resolve(),
+        jobs=jobs,
+        threads_per_job=args.threads_per_job,
+        parts=tuple(args.part) if args.part else None,
+        progress=not args.no_progress,
+        results_page=Path(args.results_page) if args.results_page else None,
+        command=command,
+    )
+    for name, report in reports.items():
+        print(f"{name}: {report}")
+    if args.results_page:
+        print(f"results page: {args.results_page}")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     if args.report_only:
         from robustfusion.evaluation.report import write_report
 
         print(write_report(Path(args.out)))
         return 0
+    if args.suite is not None:
+        return run_suite_command(args)
+    if args.part or args.results_page:
+        raise ConfigError("--part and --results-page go with --suite NAME")
     config = config_from_args(args)
     benchmark = Benchmark(config, progress=not args.no_progress)
     cells = check_cells(benchmark)

@@ -34,7 +34,6 @@ import hashlib
 import json
 import math
 import multiprocessing
-import shutil
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -120,9 +119,8 @@ def default_backend() -> Backend:
     from robustfusion.training.run import load_run, train
 
     def train_run(config: TrainConfig, fresh: bool) -> dict[str, Any]:
-        if fresh:  # a run of other settings: the benchmark's own folder, replaced by the new run
-            shutil.rmtree(str(config.out), ignore_errors=True)
-        return train(config, resume=True, progress=False)
+        # fresh: the folder holds a run of other settings, replaced once the new run completes
+        return train(config, resume=not fresh, overwrite=fresh, progress=False)
 
     return Backend(
         info=lambda config: load_data(config).info,
