@@ -276,21 +276,23 @@ class MWAM(Method):
         if self.aux_heads is not None:
             if AUX_LOGITS not in output.extras:
                 raise ConfigError("mwam: the loss mode needs the training output of MWAM.forward")
-            # All unimodal cross-entropies in one call: [M, B] per-sample losses.
+            # All unimodal cross-entropies in one call, weighted per sample by K_m / n_m
+            # (n_m: samples where modality m is present; absent samples weigh 0).
             logits = output.extras[AUX_LOGITS]
             count = logits.shape[0]
             per_sample = F.cross_entropy(
                 logits.flatten(0, 1), batch.target.repeat(count), reduction="none"
-            ).view(count, -1)
-            if all(m in batch.present for m in self.modalities):
-                mask = torch.stack([batch.present[m] for m in self.modalities])
-            else:
-                mask = torch.stack(
-                    [batch.present.get(m, torch.ones_like(batch.target)) for m in self.modalities]
-                )
-            mask = mask.to(per_sample.dtype)
-            ce = (per_sample * mask).sum(1) / mask.sum(1).clamp_min(1.0)
-            terms["mwam_aux"] = torch.dot(k.to(ce.dtype), ce)
+            )
+            with torch.no_grad():
+                if all(m in batch.present for m in self.modalities):
+                    mask = torch.stack([batch.present[m] for m in self.modalities])
+                else:
+                    ones = torch.ones_like(batch.target, dtype=torch.bool)
+                    mask = torch.stack([batch.present.get(m, ones) for m in self.modalities])
+                mask = mask.to(per_sample.dtype)
+                scale = k.to(per_sample.dtype) / mask.sum(1).clamp_min(1.0)
+                weight = (mask * scale.unsqueeze(1)).flatten()
+            terms["mwam_aux"] = torch.dot(per_sample, weight)
         return terms
 
     def after_backward(self, encoders: nn.ModuleDict) -> None:
@@ -300,10 +302,21 @@ class MWAM(Method):
         token-group scaling for them); then the inner method's hook runs.
         """
         if self.training and self.mode in ("gradient", "hybrid"):
-            for i, params in enumerate(self._encoder_parameters(encoders)):
-                grads = [p.grad for p in params if p.grad is not None]
-                if grads:  # one fused multiply per encoder, by a 0-d tensor (no host sync)
-                    torch._foreach_mul_(grads, self.k[i])
+            groups = self._encoder_parameters(encoders)
+            if self.k.device.type == "cpu":  # one fused multiply for every encoder gradient
+                grads: list[Tensor] = []
+                scales: list[float] = []
+                for params, factor in zip(groups, self.k.tolist(), strict=True):
+                    found = [p.grad for p in params if p.grad is not None]
+                    grads.extend(found)
+                    scales.extend([factor] * len(found))
+                if grads:
+                    torch._foreach_mul_(grads, scales)
+            else:  # one fused multiply per encoder, by a 0-d tensor (no host synchronisation)
+                for i, params in enumerate(groups):
+                    found = [p.grad for p in params if p.grad is not None]
+                    if found:
+                        torch._foreach_mul_(found, self.k[i])
         self.inner.after_backward(encoders)
 
     def _encoder_parameters(self, encoders: nn.ModuleDict) -> list[list[nn.Parameter]]:
