@@ -24,11 +24,12 @@ class UnimodalHeads(nn.Module):
 class StackedUnimodalHeads(nn.Module):
     """The linear heads of :class:`UnimodalHeads`, stored and run batched across modalities [ours].
 
-    Modalities with the same feature size share one weight tensor ``[G, C, D]`` and one bias
-    ``[G, C]`` and run as one batched matrix product, so ``M`` heads cost one forward, one backward
-    and two optimiser parameters instead of ``M`` of each (on small models the per-operator
-    overhead, not the arithmetic, is the cost). Each head is initialised as ``nn.Linear`` would be
-    and computes exactly ``x_m W_m^T + b_m``.
+    Modalities with the same feature size share one parameter ``[G, C, D + 1]`` (each head's
+    weight ``[C, D]`` with its bias as the last column) and run as one batched matrix product, so
+    ``M`` heads cost one forward, one backward and one optimiser parameter instead of ``M`` of each
+    (on small models the per-operator overhead, not the arithmetic, is the cost). Each head is
+    initialised as ``nn.Linear`` would be (same random draws in the same order) and computes exactly
+    ``x_m W_m^T + b_m``.
 
     ``forward`` returns the logits stacked ``[M, B, C]`` in the order of ``dims``. A state dict
     saved by :class:`UnimodalHeads` (keys ``heads.<m>.weight/bias``) loads into it.
@@ -46,16 +47,13 @@ class StackedUnimodalHeads(nn.Module):
             (d, tuple(ms)) for d, ms in groups.items()
         )
         self.weights = nn.ParameterList()
-        self.biases = nn.ParameterList()
         for d, members in self.groups:
-            weight = torch.empty(len(members), num_classes, d)
-            bias = torch.empty(len(members), num_classes)
+            weight = torch.empty(len(members), num_classes, d + 1)
             for i in range(len(members)):  # nn.Linear's initialisation, head by head
-                nn.init.kaiming_uniform_(weight[i], a=math.sqrt(5))
+                nn.init.kaiming_uniform_(weight[i, :, :d], a=math.sqrt(5))
                 bound = 1.0 / math.sqrt(d) if d > 0 else 0.0
-                nn.init.uniform_(bias[i], -bound, bound)
+                nn.init.uniform_(weight[i, :, d], -bound, bound)
             self.weights.append(nn.Parameter(weight))
-            self.biases.append(nn.Parameter(bias))
         order = [m for _, members in self.groups for m in members]
         #: Positions of ``dims``'s modalities in the group-major output (identity for one group).
         self._order = [order.index(m) for m in self.modalities]
@@ -64,18 +62,19 @@ class StackedUnimodalHeads(nn.Module):
     def forward(self, features: Mapping[str, Tensor]) -> Tensor:
         """``{m: [B, D_m]}`` -> logits ``[M, B, C]`` (modality order of ``dims``)."""
         outputs = []
-        for (_, members), weight, bias in zip(self.groups, self.weights, self.biases, strict=True):
+        for (d, members), weight in zip(self.groups, self.weights, strict=True):
             x = torch.stack([features[m] for m in members])  # [G, B, D]
-            outputs.append(torch.baddbmm(bias.unsqueeze(1), x, weight.transpose(1, 2)))
+            bias = weight[:, :, d].unsqueeze(1)  # [G, 1, C]
+            outputs.append(torch.baddbmm(bias, x, weight[:, :, :d].transpose(1, 2)))
         stacked = outputs[0] if len(outputs) == 1 else torch.cat(outputs)
         return stacked if self._identity else stacked[self._order]
 
     def head(self, modality: str) -> tuple[Tensor, Tensor]:
         """``(weight [C, D], bias [C])`` of one modality's head (views of the stacked tensors)."""
-        for (_, members), weight, bias in zip(self.groups, self.weights, self.biases, strict=True):
+        for (d, members), weight in zip(self.groups, self.weights, strict=True):
             if modality in members:
                 i = members.index(modality)
-                return weight[i], bias[i]
+                return weight[i, :, :d], weight[i, :, d]
         raise KeyError(modality)
 
     def _load_from_state_dict(
@@ -92,10 +91,16 @@ class StackedUnimodalHeads(nn.Module):
         if all(key in state_dict for key in old):  # saved by UnimodalHeads: stack its tensors
             for g, (_, members) in enumerate(self.groups):
                 state_dict[f"{prefix}weights.{g}"] = torch.stack(
-                    [state_dict.pop(f"{prefix}heads.{m}.weight") for m in members]
-                )
-                state_dict[f"{prefix}biases.{g}"] = torch.stack(
-                    [state_dict.pop(f"{prefix}heads.{m}.bias") for m in members]
+                    [
+                        torch.cat(
+                            [
+                                state_dict.pop(f"{prefix}heads.{m}.weight"),
+                                state_dict.pop(f"{prefix}heads.{m}.bias").unsqueeze(1),
+                            ],
+                            dim=1,
+                        )
+                        for m in members
+                    ]
                 )
         super()._load_from_state_dict(
             state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
