@@ -35,13 +35,24 @@ EPOCHS = {"avdigits": 15, "mfeat": 30}
 METHODS = ("static", "mwam", "modality_dropout", "mwam+modality_dropout")
 #: Named variants: (method, method_options). ``mwam_k1`` fixes K = 1 (alpha=1, beta=0): the
 #: auxiliary unimodal losses without any FRM guidance, the control that separates the two.
+#: ``mwam_grad`` is the gradient mode alone (no auxiliary heads); ``mwam_every4`` computes FRM
+#: every 4 steps; ``*_released`` use the authors' released setting (``preset=released``: gradient
+#: mode, lam=10, gamma=1) and, with ``static_released``, its training recipe (SGD lr 1e-3,
+#: momentum 0.9, weight decay 5e-4: ``MWAM.training_defaults``).
 VARIANTS: dict[str, tuple[str, dict[str, dict[str, Any]]]] = {
     "mwam_k1": ("mwam", {"mwam": {"alpha": 1.0, "beta": 0.0}}),
     "mwam_loss": ("mwam", {"mwam": {"mode": "loss"}}),
+    "mwam_grad": ("mwam", {"mwam": {"mode": "gradient"}}),
+    "mwam_every4": ("mwam", {"mwam": {"frm_every": 4}}),
     "mwam_sgd": ("mwam", {}),
+    "mwam_grad_sgd": ("mwam", {"mwam": {"mode": "gradient"}}),
     "mwam_k1_sgd": ("mwam", {"mwam": {"alpha": 1.0, "beta": 0.0}}),
     "static_sgd": ("static", {}),
+    "mwam_released": ("mwam", {"mwam": {"preset": "released"}}),
+    "static_released": ("static", {}),
 }
+#: Training settings of the ``*_sgd`` variants (the SGD rows of notes/issue-4.md).
+SGD = {"optimizer": "sgd", "lr": 0.05}
 
 
 def _run(out: Path, dataset: str, method: str, seed: int, epochs: int, **extra: Any) -> Path:
@@ -49,7 +60,11 @@ def _run(out: Path, dataset: str, method: str, seed: int, epochs: int, **extra: 
     if not (run_dir / "metrics.json").is_file():
         name, options = VARIANTS.get(method, (method, {}))
         if method.endswith("_sgd"):
-            extra = {"optimizer": "sgd", "lr": 0.05, **extra}
+            extra = {**SGD, **extra}
+        elif method.endswith("_released"):
+            from robustfusion.methods.mwam import MWAM
+
+            extra = {**MWAM.training_defaults({"preset": "released"}), **extra}
         config = TrainConfig(
             dataset=dataset,
             method=name,
@@ -63,12 +78,32 @@ def _run(out: Path, dataset: str, method: str, seed: int, epochs: int, **extra: 
     return run_dir
 
 
+def _dataset_options(pairs: list[str]) -> dict[str, Any]:
+    """``["views=pix,mor"]`` -> ``{"views": "pix,mor"}`` (values parsed as YAML scalars)."""
+    import yaml
+
+    options: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"--dataset-option needs KEY=VALUE, got {pair!r}")
+        options[key] = yaml.safe_load(value)
+    return options
+
+
 def pcr(args: argparse.Namespace) -> None:
     rows: list[dict[str, Any]] = []
     for dataset in args.datasets:
         for method in args.methods:
             for seed in args.seeds:
-                run_dir = _run(args.out, dataset, method, seed, args.epochs or EPOCHS[dataset])
+                run_dir = _run(
+                    args.out,
+                    dataset,
+                    method,
+                    seed,
+                    args.epochs or EPOCHS[dataset],
+                    dataset_options=_dataset_options(args.dataset_option),
+                )
                 model, splits, _ = load_run(run_dir)
                 info = splits.info
                 full = evaluate_model(model, splits.test, info, seed=0)["accuracy"]
@@ -179,6 +214,13 @@ def main() -> None:
         p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
         p.add_argument("--epochs", type=int, default=None, help="override the per-dataset epochs")
         p.add_argument("--datasets", nargs="+", default=["avdigits", "mfeat"])
+        p.add_argument(
+            "--dataset-option",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help="dataset option for every run, e.g. views=pix,mor (mfeat); repeatable",
+        )
         p.add_argument("--methods", nargs="+", default=list(METHODS))
     args = parser.parse_args()
     torch.set_num_threads(1)

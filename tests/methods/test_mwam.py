@@ -148,9 +148,11 @@ def test_loss_mode_adds_k_weighted_unimodal_cross_entropy() -> None:
     features = {m: encoders[m](batch.inputs[m]) for m in batch.modalities}
     output = method(features, batch.present)
     terms = method.losses(output, batch)
-    heads = method.aux_heads.heads
-    ce_image = F.cross_entropy(heads["image"](features["image"]), batch.target)
-    ce_audio = F.cross_entropy(heads["audio"](features["audio"])[3:], batch.target[3:])
+    heads = method.aux_heads
+    ce_image = F.cross_entropy(F.linear(features["image"], *heads.head("image")), batch.target)
+    ce_audio = F.cross_entropy(
+        F.linear(features["audio"], *heads.head("audio"))[3:], batch.target[3:]
+    )
     expected = method.k[0] * ce_image + method.k[1] * ce_audio
     torch.testing.assert_close(terms["mwam_aux"], expected)
     torch.testing.assert_close(terms["ce"], F.cross_entropy(output.logits, batch.target))
@@ -363,3 +365,95 @@ def test_bank_is_all_reduced_under_ddp(tmp_path: Path) -> None:
         [torch.stack([frm(_batch(20 + r).inputs[m]) for m in SPEC.modalities]) for r in (0, 1)]
     ).mean(0)
     torch.testing.assert_close(torch.tensor(results[0][:2], dtype=torch.float64), expected)
+
+
+def test_released_preset_is_the_authors_gradient_mode_with_sgd() -> None:
+    released = build_method("mwam", SPEC, {"mwam": {"preset": "released"}})
+    assert isinstance(released, MWAM)
+    assert released.mode == "gradient" and released.aux_heads is None
+    assert (released.alpha, released.beta, released.lam, released.gamma) == (1.5, 1.0, 10.0, 1.0)
+    assert released.frm_every == 1
+    assert MWAM.training_defaults({"preset": "released"}) == {
+        "optimizer": "sgd",
+        "lr": 1e-3,
+        "momentum": 0.9,
+        "weight_decay": 5e-4,
+    }
+    assert MWAM.training_defaults({}) == MWAM.training_defaults({"preset": "code"}) == {}
+    # An explicit mode wins over the preset's; other presets keep hybrid.
+    assert MWAM(SPEC, preset="released", mode="hybrid").mode == "hybrid"
+    assert MWAM(SPEC, preset="code").mode == "hybrid"
+
+
+def test_frm_every_k_steps_holds_k_in_between() -> None:
+    every = MWAM(SPEC, mode="gradient", frm_every=3, reduction="sum").train()
+    batches = [_batch(30 + i) for i in range(7)]
+    ks = []
+    for batch in batches:
+        ks.append(every.update_weights(batch).clone())
+    assert int(every.steps) == 7
+    # FRM, bank and K follow Eqs. 2, 5, 6 over the batches of steps 0, 3 and 6 only.
+    reference = MWAM(SPEC, mode="gradient", reduction="sum").train()
+    for i in (0, 3, 6):
+        reference.update_weights(batches[i])
+        torch.testing.assert_close(ks[i], reference.k)
+    torch.testing.assert_close(every.frm_bank, reference.frm_bank)
+    for i in (1, 2):
+        torch.testing.assert_close(ks[i], ks[0])
+    for i in (4, 5):
+        torch.testing.assert_close(ks[i], ks[3])
+    assert not torch.equal(ks[0], ks[3])
+
+
+@pytest.mark.parametrize("value", [0, 1.5, True, "2"])
+def test_frm_every_must_be_a_positive_integer(value: object) -> None:
+    with pytest.raises(ConfigError, match="frm_every"):
+        build_method("mwam", SPEC, {"mwam": {"frm_every": value}})
+
+
+def test_logged_shapes_say_what_frm_was_computed_on() -> None:
+    method = MWAM(SPEC, mode="gradient")
+    method.train().update_weights(_batch(40))
+    logged = method.logged_values()
+    assert (logged["mwam.h.image"], logged["mwam.w.image"]) == (8.0, 8.0)
+    assert (logged["mwam.h.audio"], logged["mwam.w.audio"]) == (8.0, 16.0)
+    vectors = MethodSpec(modalities=("u", "v"), feature_dims={"u": 3, "v": 3}, num_classes=2)
+    method = MWAM(vectors, mode="gradient").train()
+    batch = Batch(
+        inputs={"u": torch.randn(4, 24), "v": torch.randn(4, 6)},
+        present={m: torch.ones(4, dtype=torch.bool) for m in ("u", "v")},
+        target=torch.zeros(4, dtype=torch.long),
+        index=torch.arange(4),
+    )
+    method.update_weights(batch)
+    assert method.frm_shapes == {"u": (0, 24), "v": (0, 6)}
+
+
+def test_weight_swaps_and_epoch_selection_reach_the_inner_method() -> None:
+    vectors = MethodSpec(modalities=("a", "b"), feature_dims={"a": 4, "b": 4}, num_classes=2)
+    wrapped = build_method("mwam+pe", vectors)
+    assert wrapped.has_dynamic_weights and not build_method("mwam", vectors).has_dynamic_weights
+    features = {"a": torch.randn(5, 4), "b": torch.randn(5, 4) * 4}
+    present = {m: torch.ones(5, dtype=torch.bool) for m in features}
+    wrapped.eval()
+    learned = wrapped(features, present).weights.detach()
+    wrapped.set_weight_mode("uniform")
+    torch.testing.assert_close(wrapped(features, present).weights, torch.full((5, 2), 0.5))
+    assert not torch.allclose(learned, torch.full((5, 2), 0.5))
+    inner = _Recorder(SPEC)
+    inner.selectable_epoch = lambda epoch, max_epochs: epoch > 4  # type: ignore[method-assign]
+    method = MWAM(SPEC, inner=inner)
+    assert not method.selectable_epoch(2, 10) and method.selectable_epoch(5, 10)
+
+
+def test_auxiliary_heads_of_an_older_checkpoint_load() -> None:
+    """A state dict saved with one nn.Linear per modality loads into the stacked heads."""
+    from robustfusion.modules.heads import UnimodalHeads
+
+    method = MWAM(SPEC)
+    old = UnimodalHeads(SPEC.feature_dims, SPEC.num_classes)
+    state = {k: v for k, v in method.state_dict().items() if not k.startswith("aux_heads.")}
+    state.update({f"aux_heads.{k}": v for k, v in old.state_dict().items()})
+    method.load_state_dict(state)
+    x = torch.randn(3, 6)
+    torch.testing.assert_close(F.linear(x, *method.aux_heads.head("image")), old.heads["image"](x))

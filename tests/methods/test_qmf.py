@@ -103,3 +103,52 @@ def test_rank_term_orders_confidences_by_history() -> None:
         optimiser.step()
     conf = method(features, present).extras["confidence"][:, 0].detach()
     assert float(conf[0]) < float(conf[1])
+
+
+def test_uniform_and_oracle_swaps_replace_the_energy_confidences() -> None:
+    torch.manual_seed(4)
+    spec = MethodSpec(
+        modalities=("a", "b", "c"), feature_dims={"a": 3, "b": 3, "c": 3}, num_classes=4
+    )
+    method = build_method("qmf", spec).eval()
+    features = {m: torch.randn(5, 3) * (i + 1) for i, m in enumerate(spec.modalities)}
+    present = {m: torch.ones(5, dtype=torch.bool) for m in spec.modalities}
+    learned = method(features, present)
+    conf = learned.extras["confidence"].detach()
+    f = torch.stack([learned.unimodal_logits[m] for m in spec.modalities], 1).detach()  # [B, M, C]
+    torch.testing.assert_close(learned.logits, (conf[..., None] * f).sum(1))
+    method.set_weight_mode("uniform")
+    uniform = method(features, present)
+    torch.testing.assert_close(uniform.weights, torch.full((5, 3), 1 / 3))
+    mean_c = conf.mean(1, keepdim=True)  # every c_m replaced by the sample's mean c
+    torch.testing.assert_close(uniform.logits, mean_c * f.sum(1))
+    corrupted = torch.zeros(5, 3, dtype=torch.bool)
+    corrupted[:, 2] = True
+    method.set_weight_mode("oracle", corrupted)
+    oracle = method(features, present)
+    torch.testing.assert_close(oracle.weights, torch.tensor([[0.5, 0.5, 0.0]] * 5))
+    total = conf.sum(1, keepdim=True)  # the clean ones share the total, c gets 0
+    torch.testing.assert_close(oracle.logits, total / 2 * f[:, :2].sum(1))
+    assert not torch.allclose(oracle.logits, learned.logits)
+
+
+def test_uniform_twin_trains() -> None:
+    torch.manual_seed(0)
+    spec = MethodSpec(modalities=("a", "b"), feature_dims={"a": 3, "b": 3}, num_classes=2)
+    method = build_method("qmf", spec, {"qmf": {"weights": "uniform"}})
+    assert method.has_dynamic_weights and method.trained_weights == "uniform"
+    target = torch.randint(0, 2, (32,))
+    features = {"a": target[:, None].float().repeat(1, 3) * 2 - 1, "b": torch.randn(32, 3)}
+    present = {m: torch.ones(32, dtype=torch.bool) for m in features}
+    batch = Batch(inputs={}, present=present, target=target, index=torch.arange(32))
+    optimiser = torch.optim.Adam(method.parameters(), lr=0.05)
+    for _ in range(40):
+        optimiser.zero_grad()
+        sum(method.losses(method(features, present), batch).values()).backward()
+        optimiser.step()
+    out = method.eval()(features, present)
+    assert (out.logits.argmax(1) == target).float().mean() > 0.95
+    torch.testing.assert_close(out.weights, torch.full((32, 2), 0.5))
+    conf = out.extras["confidence"].detach()
+    f = torch.stack([out.unimodal_logits[m] for m in ("a", "b")], 1).detach()
+    torch.testing.assert_close(out.logits, conf.mean(1, keepdim=True) * f.sum(1))

@@ -8,6 +8,7 @@ from torch.distributions import Dirichlet, kl_divergence
 
 from robustfusion.errors import ConfigError
 from robustfusion.methods.base import MethodSpec, build_method
+from robustfusion.methods.tmc import rescale_opinions
 from robustfusion.modules.evidential import (
     combine,
     combine_two,
@@ -103,3 +104,74 @@ def test_method_learns_a_separable_task() -> None:
     assert (out.logits.argmax(1) == target).float().mean() > 0.95
     # The informative view is the most certain one, so it gets the largest weight.
     assert bool((out.weights.argmax(1) == 0).float().mean() > 0.9)
+
+
+def test_rescaled_opinions_keep_belief_shapes_and_learned_is_the_identity() -> None:
+    torch.manual_seed(5)
+    alphas = [torch.rand(4, 3) * 6 + 1, torch.rand(4, 3) * 2 + 1]
+    conf = torch.cat([1 - opinion(a)[1] for a in alphas], 1)
+    learned = conf / conf.sum(1, keepdim=True)
+    for a, same in zip(alphas, rescale_opinions(alphas, conf, learned), strict=True):
+        torch.testing.assert_close(same, a)
+    uniform = rescale_opinions(alphas, conf, torch.full((4, 2), 0.5))
+    mean_u = 1 - conf.mean(1, keepdim=True)
+    for a, new in zip(alphas, uniform, strict=True):
+        torch.testing.assert_close(opinion(new)[1], mean_u)  # every view at the mean uncertainty
+        torch.testing.assert_close(
+            (new - 1) / (new - 1).sum(1, keepdim=True), (a - 1) / (a - 1).sum(1, keepdim=True)
+        )
+
+
+def test_uniform_and_oracle_swaps() -> None:
+    torch.manual_seed(6)
+    method = build_method("tmc", _spec()).eval()
+    features = {"a": torch.randn(6, 4) * 3, "b": torch.randn(6, 3), "c": torch.randn(6, 2)}
+    present = {m: torch.ones(6, dtype=torch.bool) for m in features}
+    learned = method(features, present)
+    conf = 1 - torch.cat([opinion(learned.extras[f"alpha/{m}"])[1] for m in "abc"], 1)
+    torch.testing.assert_close(learned.weights, conf / conf.sum(1, keepdim=True))
+    method.set_weight_mode("uniform")
+    uniform = method(features, present)
+    torch.testing.assert_close(uniform.weights, torch.full((6, 3), 1 / 3))
+    corrupted = torch.zeros(6, 3, dtype=torch.bool)
+    corrupted[:, 0] = True
+    method.set_weight_mode("oracle", corrupted)
+    oracle = method(features, present)
+    torch.testing.assert_close(oracle.weights, torch.tensor([[0.0, 0.5, 0.5]] * 6))
+    # View a is vacuous: the result is the combination of b and c alone, each lifted to the
+    # sample's highest confidence (never above it).
+    lifted = rescale_opinions(
+        [learned.extras[f"alpha/{m}"] for m in "abc"], conf, torch.tensor([[0.0, 0.5, 0.5]] * 6)
+    )
+    torch.testing.assert_close(lifted[0], torch.ones(6, 3))
+    torch.testing.assert_close(oracle.extras["alpha"], combine(lifted[1:]))
+    ceiling = conf.max(1).values
+    for new in lifted[1:]:
+        assert bool((1 - opinion(new)[1].squeeze(1) <= ceiling + 1e-5).all())
+    assert not torch.allclose(oracle.logits, learned.logits)
+    # The per-view outputs (and losses) keep each view's own opinion.
+    torch.testing.assert_close(oracle.unimodal_logits["a"], learned.unimodal_logits["a"])
+
+
+def test_uniform_twin_trains() -> None:
+    torch.manual_seed(0)
+    method = build_method("tmc", _spec(), {"tmc": {"weights": "uniform"}})
+    assert method.has_dynamic_weights and method.trained_weights == "uniform"
+    target = torch.randint(0, 3, (64,))
+    centres = torch.randn(3, 4) * 3
+    features = {
+        "a": centres[target] + torch.randn(64, 4) * 0.3,
+        "b": torch.randn(64, 3),
+        "c": torch.randn(64, 2),
+    }
+    present = {m: torch.ones(64, dtype=torch.bool) for m in features}
+    batch = Batch(inputs=features, present=present, target=target, index=torch.arange(64))
+    optimiser = torch.optim.Adam(method.parameters(), lr=0.05)
+    method.on_epoch_start(0, 10)
+    for _ in range(60):
+        optimiser.zero_grad()
+        sum(method.losses(method(features, present), batch).values()).backward()
+        optimiser.step()
+    out = method(features, present)
+    assert (out.logits.argmax(1) == target).float().mean() > 0.95
+    torch.testing.assert_close(out.weights, torch.full((64, 3), 1 / 3))

@@ -1,13 +1,16 @@
-"""``robustfusion frm DIR``: plot MWAM's FRM and K per modality and name the dominant modality."""
+"""``robustfusion frm DIR``: plot MWAM's FRM and K per modality and name the dominant modality,
+with one-line warnings where FRM is outside the paper's domain or constant over training."""
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from robustfusion.evaluation.frm_analysis import (
     dominant_modality,
     epoch_means,
+    frm_warnings,
     plot_frm,
     read_frm_log,
 )
@@ -31,8 +34,17 @@ def run(args: argparse.Namespace) -> int:
     for epoch, means in epoch_means(log).items():
         cells = [f"{means[q][m]:.4g}" for q in ("frm", "T", "K") for m in names]
         print(f"{epoch:5d}  " + "  ".join(cells))
+    warnings = frm_warnings(log)
+    for line in warnings:
+        print(f"warning: {line}", file=sys.stderr)
     dominant, ratios = dominant_modality(log)
     listing = ", ".join(f"{m} {t:.3f}" for m, t in ratios.items())
-    print(f"dominant modality: {dominant} (mean T over the last epoch: {listing})")
+    if warnings:
+        print(
+            f"dominant modality by FRM: {dominant} (mean T over the last epoch: {listing}); "
+            "see the warnings: not evidence of what the model relies on"
+        )
+    else:
+        print(f"dominant modality: {dominant} (mean T over the last epoch: {listing})")
     print(f"figure: {out}")
     return 0

@@ -15,8 +15,25 @@ training only, each step:
    after ``backward()`` every gradient of ``encoders[i]`` is multiplied by ``K_i`` (Alg. 1);
    ``"hybrid"`` (default, best in the paper's ablation): both.
 
+Presets: ``paper`` (default; Eq. 5 with alpha=1.5, beta=1, lam=6, gamma=0.7, hybrid mode),
+``released`` (what the authors' released code runs [code]: gradient mode only, lam=10, gamma=1, FRM
+every step, and the recipe SGD lr 1e-3, momentum 0.9, weight decay 5e-4 through
+:meth:`MWAM.training_defaults`), ``code`` (the released constants in the default hybrid mode) and
+``small_batch`` (lam=4, gamma=1, the authors' values for batch sizes <= 4).
+
+Under Adam-type optimisers a gradient scale that is constant over a few hundred steps cancels
+(Adam divides each update by the running root-mean-square of its gradient), so the gradient part of
+``hybrid`` does next to nothing and MWAM reduces to K-weighted auxiliary unimodal heads; the
+gradient mode is an SGD method (docs/mwam.md).
+
+Cost [ours]: the auxiliary heads run batched across modalities
+(:class:`~robustfusion.modules.heads.StackedUnimodalHeads`), the gradient scaling is one fused
+multiply per modality over cached parameter lists, and ``frm_every=k`` recomputes FRM, the bank and
+K every ``k`` training steps (K is held in between). The method allows it because FRM on inputs is a
+statistic of the data (the same sample always gives the same value) that the bank already averages
+over steps; the released code computes it every step (``frm_every=1``).
+
 Nothing is added at inference: in eval mode ``forward`` is exactly the inner method's forward.
-With Adam-type optimisers a constant gradient scale cancels out, so use ``loss`` or ``hybrid``.
 Encoders shared by several modalities (one ViT for all tokens) are not scaled parameter-wise;
 apply :func:`robustfusion.modules.grad_scale.scale_token_groups` with :meth:`MWAM.grad_scales`
 to their token groups instead.
@@ -25,7 +42,7 @@ to their token groups instead.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -35,21 +52,33 @@ from robustfusion.errors import ConfigError
 from robustfusion.methods.base import Method, MethodSpec
 from robustfusion.modules.distributed import all_reduce_mean
 from robustfusion.modules.frequency import FRM_EPS, frm_modalities
-from robustfusion.modules.heads import UnimodalHeads
+from robustfusion.modules.heads import StackedUnimodalHeads
 from robustfusion.registry import METHODS
 from robustfusion.types import Batch, FusionOutput
 
-#: Hyperparameters of Eq. 5: the paper's defaults, the released code's, and the authors' values
-#: for batch sizes <= 4.
+#: Hyperparameters of Eq. 5: the paper's defaults, the released code's (``released``, and
+#: ``code``: the same constants in the default hybrid mode), and the authors' values for batch
+#: sizes <= 4.
 PRESETS: dict[str, dict[str, float]] = {
     "paper": {"alpha": 1.5, "beta": 1.0, "lam": 6.0, "gamma": 0.7},
+    "released": {"alpha": 1.5, "beta": 1.0, "lam": 10.0, "gamma": 1.0},
     "code": {"alpha": 1.5, "beta": 1.0, "lam": 10.0, "gamma": 1.0},
     "small_batch": {"alpha": 1.5, "beta": 1.0, "lam": 4.0, "gamma": 1.0},
+}
+#: The mode a preset uses when ``mode`` is not given (otherwise ``hybrid``): the released code
+#: scales the encoders' gradients and adds no K-weighted loss [code: lib/model_develop.py].
+PRESET_MODES: dict[str, str] = {"released": "gradient"}
+#: Training settings a preset implies (:meth:`MWAM.training_defaults`): the released code trains
+#: with SGD, lr 1e-3, momentum 0.9 (Nesterov), weight decay 5e-4 [code: configuration/*.py,
+#: src/surf_mmanet.py]. Nesterov momentum and its warm-up/step schedule are not reproduced.
+PRESET_TRAINING: dict[str, dict[str, Any]] = {
+    "released": {"optimizer": "sgd", "lr": 1e-3, "momentum": 0.9, "weight_decay": 5e-4},
 }
 MODES = ("gradient", "loss", "hybrid")
 SOURCES = ("input", "feature")
 _FEATURE_KEY = "mwam.feature."
-_AUX_KEY = "mwam.aux_logits."
+#: Extras key of the auxiliary logits, stacked ``[M, B, C]`` in modality order.
+AUX_LOGITS = "mwam.aux_logits"
 
 
 def modulation_weight(
@@ -62,7 +91,7 @@ def modulation_weight(
 @METHODS.register(
     "mwam",
     "FRM-guided modality re-weighting during training only (wraps static, or X as mwam+X); "
-    "options mode=hybrid|loss|gradient, preset=paper|code|small_batch",
+    "options mode=hybrid|loss|gradient, preset=paper|released|code|small_batch, frm_every=k",
 )
 class MWAM(Method):
     """Frequency-ratio-guided modality balancing around an inner method.
@@ -70,8 +99,10 @@ class MWAM(Method):
     Args:
         spec: the method spec (``input_shapes`` decide the FRM variant: 1-D for vectors).
         inner: the wrapped method; ``None`` builds :class:`StaticFusion` from ``spec``.
-        mode: ``hybrid`` (default), ``loss`` or ``gradient``.
-        preset: ``paper`` (alpha=1.5, beta=1, lam=6, gamma=0.7), ``code`` (gamma=1, lam=10) or
+        mode: ``hybrid``, ``loss`` or ``gradient``; default: the preset's (``gradient`` for
+            ``released``, else ``hybrid``). Under Adam the gradient part cancels (module docstring).
+        preset: ``paper`` (alpha=1.5, beta=1, lam=6, gamma=0.7), ``released`` (the released code:
+            gamma=1, lam=10, gradient mode, SGD recipe), ``code`` (gamma=1, lam=10, hybrid) or
             ``small_batch`` (gamma=1, lam=4); ``alpha``/``beta``/``lam``/``gamma`` override it.
         omega: smoothing factor of the bank (Eq. 2).
         patch, q: DCT block size and band size.
@@ -82,6 +113,8 @@ class MWAM(Method):
             keeps modalities of different sizes comparable; ``sum`` is Eq. 4 literally (a
             modality with more patches then gets a larger FRM for its size alone).
         eps: the epsilon of Eqs. 4 and 6.
+        frm_every: recompute FRM, bank, T and K every ``k`` training steps (1: every step, as the
+            released code) [ours]; K is held in between.
     """
 
     composable: ClassVar[bool] = True
@@ -90,7 +123,7 @@ class MWAM(Method):
         self,
         spec: MethodSpec,
         inner: Method | None = None,
-        mode: str = "hybrid",
+        mode: str | None = None,
         preset: str = "paper",
         alpha: float | None = None,
         beta: float | None = None,
@@ -103,14 +136,16 @@ class MWAM(Method):
         channel_norm: bool = True,
         reduction: str = "mean",
         eps: float = FRM_EPS,
+        frm_every: int = 1,
     ) -> None:
         super().__init__(spec)
-        if mode not in MODES:
-            raise ConfigError(f"mwam: unknown mode {mode!r}; choose one of {', '.join(MODES)}")
         if preset not in PRESETS:
             raise ConfigError(
                 f"mwam: unknown preset {preset!r}; choose one of {', '.join(PRESETS)}"
             )
+        mode = PRESET_MODES.get(preset, "hybrid") if mode is None else mode
+        if mode not in MODES:
+            raise ConfigError(f"mwam: unknown mode {mode!r}; choose one of {', '.join(MODES)}")
         if source not in SOURCES:
             raise ConfigError(
                 f"mwam: unknown source {source!r}; choose one of {', '.join(SOURCES)}"
@@ -127,13 +162,16 @@ class MWAM(Method):
             raise ConfigError(
                 f"mwam: need patch >= 2 q >= 2 so that the bands do not overlap, got patch={patch}, q={q}"
             )
+        if isinstance(frm_every, bool) or not isinstance(frm_every, int) or frm_every < 1:
+            raise ConfigError(f"mwam: frm_every must be an integer >= 1, got {frm_every!r}")
         if inner is None:
             from robustfusion.methods.static import StaticFusion
 
             inner = StaticFusion(spec)
         self.inner = inner
-        # The encoders must produce what the inner method wants.
+        # The encoders must produce what the inner method wants; weight swaps reach the inner.
         self.wants_spatial_features = inner.wants_spatial_features  # type: ignore[misc]
+        self.has_dynamic_weights = inner.has_dynamic_weights  # type: ignore[misc]
         self.mode = mode
         self.preset = preset
         values = dict(PRESETS[preset])
@@ -145,8 +183,11 @@ class MWAM(Method):
         self.omega, self.patch, self.q = float(omega), int(patch), int(q)
         self.source, self.channel_norm, self.eps = source, bool(channel_norm), float(eps)
         self.reduction = reduction
+        self.frm_every = int(frm_every)
         self.aux_heads = (
-            UnimodalHeads(spec.feature_dims, spec.num_classes) if mode != "gradient" else None
+            StackedUnimodalHeads(spec.feature_dims, spec.num_classes)
+            if mode != "gradient"
+            else None
         )
         m = len(self.modalities)
         self.register_buffer("frm_bank", torch.zeros(m, dtype=torch.float64))
@@ -154,6 +195,17 @@ class MWAM(Method):
         self.register_buffer("ratio", torch.zeros(m, dtype=torch.float64))
         self.register_buffer("k", torch.ones(m))
         self.register_buffer("steps", torch.zeros((), dtype=torch.long))
+        #: What FRM was last computed on, per modality: ``(H, W)`` of a 2-D map, ``(0, D)`` for
+        #: a vector (logged as ``mwam.h.<m>``/``mwam.w.<m>`` for ``robustfusion frm``).
+        self.frm_shapes: dict[str, tuple[int, int]] = {}
+        self._param_cache: tuple[int, list[list[nn.Parameter]]] | None = None
+        self._calls = 0  # training steps seen by this process (phase of frm_every)
+
+    @classmethod
+    def training_defaults(cls, options: Mapping[str, Any]) -> dict[str, Any]:
+        """The ``released`` preset trains with SGD, lr 1e-3, momentum 0.9, weight decay 5e-4
+        (the authors' configuration); the other presets imply nothing."""
+        return dict(PRESET_TRAINING.get(str(options.get("preset", "paper")), {}))
 
     # ----------------------------------------------------------------- forward (inner's graph)
     def forward(
@@ -165,8 +217,7 @@ class MWAM(Method):
         extras = dict(output.extras)
         if self.aux_heads is not None:
             pooled = {m: _pool(features[m]) for m in self.modalities}
-            for m, logits in self.aux_heads(pooled).items():
-                extras[_AUX_KEY + m] = logits
+            extras[AUX_LOGITS] = self.aux_heads(pooled)
         if self.source == "feature":
             for m in self.modalities:
                 extras[_FEATURE_KEY + m] = features[m].detach()
@@ -176,7 +227,16 @@ class MWAM(Method):
     # ----------------------------------------------------------------- FRM, bank, T and K
     @torch.no_grad()
     def update_weights(self, batch: Batch, output: FusionOutput | None = None) -> Tensor:
-        """Eqs. 4, 2, 6, 5 on one training batch; updates the buffers and returns ``K`` ``[M]``."""
+        """Eqs. 4, 2, 6, 5 on one training batch; updates the buffers and returns ``K`` ``[M]``.
+
+        With ``frm_every=k`` only every ``k``-th call of this process (counting from the first)
+        computes; the others return the held ``K``. ``steps`` counts every call.
+        """
+        call = self._calls
+        self._calls += 1
+        self.steps.add_(1)
+        if call % self.frm_every:
+            return self.k
         if self.source == "feature":
             keys = [_FEATURE_KEY + m for m in self.modalities]
             if output is None or any(key not in output.extras for key in keys):
@@ -186,6 +246,7 @@ class MWAM(Method):
             sources = {m: output.extras[key] for m, key in zip(self.modalities, keys, strict=True)}
         else:
             sources = {m: batch.inputs[m] for m in self.modalities}
+        self.frm_shapes = {m: _frm_shape(x) for m, x in sources.items()}
         values = frm_modalities(
             sources,
             batch.present,
@@ -197,11 +258,9 @@ class MWAM(Method):
         )
         current = all_reduce_mean(values.to(self.frm_bank.device))
         self.frm_last.copy_(current)
-        self.frm_bank.mul_(self.omega).add_((1.0 - self.omega) * current)
-        self.ratio.copy_(current / (self.frm_bank.mean() + self.eps))
-        k = modulation_weight(self.ratio, self.alpha, self.beta, self.lam, self.gamma)
-        self.k.copy_(k.to(self.k.dtype))
-        self.steps.add_(1)
+        self.frm_bank.mul_(self.omega).add_(current, alpha=1.0 - self.omega)
+        torch.div(current, self.frm_bank.mean() + self.eps, out=self.ratio)
+        self.k.copy_(modulation_weight(self.ratio, self.alpha, self.beta, self.lam, self.gamma))
         return self.k
 
     def grad_scales(self) -> dict[str, Tensor]:
@@ -215,24 +274,25 @@ class MWAM(Method):
             return terms
         k = self.update_weights(batch, output)
         if self.aux_heads is not None:
-            missing = [m for m in self.modalities if _AUX_KEY + m not in output.extras]
-            if missing:
+            if AUX_LOGITS not in output.extras:
                 raise ConfigError("mwam: the loss mode needs the training output of MWAM.forward")
-            # All unimodal cross-entropies in one call: [M, B] per-sample losses.
-            logits = torch.stack([output.extras[_AUX_KEY + m] for m in self.modalities])
+            # All unimodal cross-entropies in one call, weighted per sample by K_m / n_m
+            # (n_m: samples where modality m is present; absent samples weigh 0).
+            logits = output.extras[AUX_LOGITS]
             count = logits.shape[0]
             per_sample = F.cross_entropy(
                 logits.flatten(0, 1), batch.target.repeat(count), reduction="none"
-            ).view(count, -1)
-            mask = torch.stack(
-                [
-                    batch.present[m] if m in batch.present else torch.ones_like(batch.target)
-                    for m in self.modalities
-                ]
-            ).to(per_sample.dtype)
-            ce = (per_sample * mask).sum(1) / mask.sum(1).clamp_min(1.0)
-            aux = (k.to(ce.dtype) * ce).sum()
-            terms["mwam_aux"] = aux
+            )
+            with torch.no_grad():
+                if all(m in batch.present for m in self.modalities):
+                    mask = torch.stack([batch.present[m] for m in self.modalities])
+                else:
+                    ones = torch.ones_like(batch.target, dtype=torch.bool)
+                    mask = torch.stack([batch.present.get(m, ones) for m in self.modalities])
+                mask = mask.to(per_sample.dtype)
+                scale = k.to(per_sample.dtype) / mask.sum(1).clamp_min(1.0)
+                weight = (mask * scale.unsqueeze(1)).flatten()
+            terms["mwam_aux"] = torch.dot(per_sample, weight)
         return terms
 
     def after_backward(self, encoders: nn.ModuleDict) -> None:
@@ -242,22 +302,37 @@ class MWAM(Method):
         token-group scaling for them); then the inner method's hook runs.
         """
         if self.training and self.mode in ("gradient", "hybrid"):
-            owners: dict[int, int] = {}
-            for m in self.modalities:
-                if m in encoders:
-                    owners[id(encoders[m])] = owners.get(id(encoders[m]), 0) + 1
-            grads: list[Tensor] = []
-            scales: list[float] = []
-            factors = self.k.tolist()
-            for i, m in enumerate(self.modalities):
-                if m not in encoders or owners[id(encoders[m])] > 1:
-                    continue
-                found = [p.grad for p in encoders[m].parameters() if p.grad is not None]
-                grads.extend(found)
-                scales.extend([factors[i]] * len(found))
-            if grads:  # one fused multiply for every encoder parameter
-                torch._foreach_mul_(grads, scales)
+            groups = self._encoder_parameters(encoders)
+            if self.k.device.type == "cpu":  # one fused multiply for every encoder gradient
+                grads: list[Tensor] = []
+                scales: list[float] = []
+                for params, factor in zip(groups, self.k.tolist(), strict=True):
+                    found = [p.grad for p in params if p.grad is not None]
+                    grads.extend(found)
+                    scales.extend([factor] * len(found))
+                if grads:
+                    torch._foreach_mul_(grads, scales)
+            else:  # one fused multiply per encoder, by a 0-d tensor (no host synchronisation)
+                for i, params in enumerate(groups):
+                    found = [p.grad for p in params if p.grad is not None]
+                    if found:
+                        torch._foreach_mul_(found, self.k[i])
         self.inner.after_backward(encoders)
+
+    def _encoder_parameters(self, encoders: nn.ModuleDict) -> list[list[nn.Parameter]]:
+        """Per modality, the parameters of its own encoder ([] when absent or shared); cached."""
+        if self._param_cache is not None and self._param_cache[0] == id(encoders):
+            return self._param_cache[1]
+        owners: dict[int, int] = {}
+        for m in self.modalities:
+            if m in encoders:
+                owners[id(encoders[m])] = owners.get(id(encoders[m]), 0) + 1
+        params = [
+            list(encoders[m].parameters()) if m in encoders and owners[id(encoders[m])] == 1 else []
+            for m in self.modalities
+        ]
+        self._param_cache = (id(encoders), params)
+        return params
 
     def prepare_batch(self, batch: Batch, training: bool) -> Batch:
         return self.inner.prepare_batch(batch, training)
@@ -268,8 +343,12 @@ class MWAM(Method):
     def lr_scale(self, epoch: int, max_epochs: int) -> float:
         return self.inner.lr_scale(epoch, max_epochs)
 
+    def selectable_epoch(self, epoch: int, max_epochs: int) -> bool:
+        return self.inner.selectable_epoch(epoch, max_epochs)
+
     def logged_values(self) -> dict[str, float]:
-        """``mwam.frm.<m>``, ``mwam.T.<m>``, ``mwam.K.<m>`` per modality, plus the inner's values."""
+        """``mwam.frm.<m>``, ``mwam.T.<m>``, ``mwam.K.<m>`` per modality, the shape FRM was
+        computed on (``mwam.h.<m>``, ``mwam.w.<m>``; ``h = 0`` for a vector), plus the inner's."""
         values = dict(self.inner.logged_values())
         if int(self.steps) == 0:
             return values
@@ -278,6 +357,10 @@ class MWAM(Method):
             values[f"mwam.frm.{m}"] = float(frm_last[i])
             values[f"mwam.T.{m}"] = float(ratio[i])
             values[f"mwam.K.{m}"] = float(k[i])
+            if m in self.frm_shapes:
+                h, w = self.frm_shapes[m]
+                values[f"mwam.h.{m}"] = float(h)
+                values[f"mwam.w.{m}"] = float(w)
         return values
 
 
@@ -291,3 +374,16 @@ def _number(name: str, value: object) -> float:
 def _pool(feature: Tensor) -> Tensor:
     """Spatial features ``[B, C, ...]`` -> ``[B, C]`` by global average pooling; vectors unchanged."""
     return feature.flatten(2).mean(dim=2) if feature.dim() > 2 else feature
+
+
+def _frm_shape(x: Tensor) -> tuple[int, int]:
+    """``(H, W)`` of the maps FRM sees in ``x`` (more spatial axes fold into W, as in
+    :func:`~robustfusion.modules.frequency.frm_per_sample`); ``(0, D)`` for vectors ``[B, D]``."""
+    if x.dim() <= 2:
+        return (0, int(x.shape[-1]) if x.dim() == 2 else 1)
+    if x.dim() == 3:
+        return (int(x.shape[1]), int(x.shape[2]))
+    width = 1
+    for size in x.shape[3:]:
+        width *= int(size)
+    return (int(x.shape[2]), width)

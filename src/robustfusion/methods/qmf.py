@@ -17,18 +17,34 @@ denominator can be <= 0 in the first epochs, which made margins explode (rank lo
 first runs). ``weights`` for reports are the present modalities' confidences clamped at 0 and
 normalised (the fusion itself uses the raw ``c_m``). Under DDP every process keeps the history of
 the samples it sees (not all-reduced: the indices differ).
+
+Weight swaps (``has_dynamic_weights``; ``weights="uniform"`` trains the uniform twin). QMF's native
+weights are the confidences ``c_m`` that multiply each unimodal logit vector. The normalised
+weights ``w = max(c, 0) / sum max(c, 0)`` pass through
+:meth:`~robustfusion.methods.base.Method.swap_weights`; a swapped ``w'`` is mapped back as
+``c'_m = w'_m * sum_{k present} c_k`` (the row's total confidence is kept). So ``uniform`` replaces
+every present ``c_m`` by the sample's mean ``c``, and ``oracle`` sets a corrupted modality's
+``c_m = 0`` (its logits drop out: the lowest weight the method allows) while the clean ones share
+the total. In ``learned`` mode the raw ``c_m`` are used unchanged. ``FusionOutput.weights`` reports
+``w'`` (for a learned row, ``w``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from robustfusion.errors import ConfigError, DataError
-from robustfusion.methods.base import Method, MethodSpec, normalise_weights
+from robustfusion.methods.base import (
+    Method,
+    MethodSpec,
+    normalise_weights,
+    trained_weights_option,
+)
 from robustfusion.modules.energy import energy_confidence, ranking_loss
 from robustfusion.modules.heads import UnimodalHeads
 from robustfusion.registry import METHODS
@@ -44,7 +60,10 @@ DEFAULT_HISTORY_SIZE = 65536
 )
 class QMF(Method):
     """Options: ``rank_weight`` (1), ``temperature`` (1), ``scale`` (0.1), ``margin_sign`` (1 paper,
-    -1 code), ``num_train_samples`` (None: 65536 history slots)."""
+    -1 code), ``num_train_samples`` (None: 65536 history slots), ``weights`` (``learned`` |
+    ``uniform``: the uniform twin)."""
+
+    has_dynamic_weights: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -54,8 +73,10 @@ class QMF(Method):
         scale: float = 0.1,
         margin_sign: float = 1.0,
         num_train_samples: int | None = None,
+        weights: str = "learned",
     ) -> None:
         super().__init__(spec)
+        self.trained_weights = trained_weights_option("qmf", weights)
         if temperature <= 0 or scale <= 0:
             raise ConfigError("qmf: temperature and scale must be > 0")
         if margin_sign not in (1, -1, 1.0, -1.0):
@@ -80,13 +101,19 @@ class QMF(Method):
             dim=1,
         )
         mask = torch.stack([present[m] for m in self.modalities], dim=1).to(confidence.dtype)
-        fusion_weight = (confidence.detach() if self.training else confidence) * mask
+        native = (confidence.detach() if self.training else confidence) * mask
+        learned = normalise_weights(confidence.detach().clamp_min(0.0), present, self.modalities)
+        if self.effective_weight_mode() == "learned":
+            fusion_weight, weights = native, learned
+        else:
+            weights = self.swap_weights(learned, present)
+            fusion_weight = weights * native.sum(dim=1, keepdim=True)
         logits = sum(
             unimodal[m] * fusion_weight[:, i : i + 1] for i, m in enumerate(self.modalities)
         )
         return FusionOutput(
             logits=logits,
-            weights=normalise_weights(confidence.detach().clamp_min(0.0), present, self.modalities),
+            weights=weights,
             modalities=self.modalities,
             unimodal_logits=unimodal,
             extras={"confidence": confidence},

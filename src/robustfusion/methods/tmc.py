@@ -12,17 +12,39 @@ Deviations, all documented: an absent view contributes a vacuous opinion (``alph
 the identity of the combination) and no loss term. ``logits`` are the log of the combined
 Dirichlet's expected probabilities ``alpha / S`` (so softmax(logits) is that probability);
 ``weights`` are each view's ``1 - u_m`` normalised over present views.
+
+Weight swaps (``has_dynamic_weights``; ``weights="uniform"`` trains the uniform twin). TMC has no
+explicit weights: each view enters the combination with its own uncertainty, and its confidence
+``c_m = 1 - u_m`` is what decides how much it moves the result. So the reported weights
+``w = c / sum c`` pass through :meth:`~robustfusion.methods.base.Method.swap_weights`, and a swapped
+``w'`` is mapped back to opinions [ours]: view ``m`` keeps its belief shape ``b_m / c_m`` (which
+class it favours, and how sharply) and gets the confidence
+``c'_m = min(w'_m * sum_k c_k, max_k c_k)`` (``k`` over present views; the row's total confidence is
+kept, but no view becomes more confident than the sample's most confident view), i.e.
+``b'_m = c'_m b_m / c_m`` and ``u'_m = 1 - c'_m``. Hence ``learned`` is the identity; ``uniform``
+rescales every present view's opinion to the sample's mean uncertainty; ``oracle`` makes a
+corrupted view vacuous (``u = 1``, the identity of the combination: the lowest weight the method
+allows) and lifts the clean views to the highest confidence among the sample's views. A view with
+no evidence at all (``c_m = 0``) keeps a uniform belief shape. The per-view loss terms always use
+the views' own opinions; the combined term uses the swapped ones. ``FusionOutput.weights`` reports
+``c' / sum c'`` (equal to ``w'``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
 
 from robustfusion.errors import ConfigError
-from robustfusion.methods.base import Method, MethodSpec, normalise_weights
+from robustfusion.methods.base import (
+    Method,
+    MethodSpec,
+    normalise_weights,
+    trained_weights_option,
+)
 from robustfusion.modules.evidential import (
     EVIDENCE_ACTIVATIONS,
     combine,
@@ -38,12 +60,20 @@ from robustfusion.types import Batch, FusionOutput
     "tmc", "Trusted Multi-view Classification: Dirichlet evidence per view, Dempster-Shafer fusion"
 )
 class TMC(Method):
-    """Options: ``annealing_epochs`` (50), ``evidence`` (``softplus`` | ``relu`` | ``exp``)."""
+    """Options: ``annealing_epochs`` (50), ``evidence`` (``softplus`` | ``relu`` | ``exp``),
+    ``weights`` (``learned`` | ``uniform``: the uniform twin)."""
+
+    has_dynamic_weights: ClassVar[bool] = True
 
     def __init__(
-        self, spec: MethodSpec, annealing_epochs: int = 50, evidence: str = "softplus"
+        self,
+        spec: MethodSpec,
+        annealing_epochs: int = 50,
+        evidence: str = "softplus",
+        weights: str = "learned",
     ) -> None:
         super().__init__(spec)
+        self.trained_weights = trained_weights_option("tmc", weights)
         if evidence not in EVIDENCE_ACTIVATIONS:
             raise ConfigError(
                 f"tmc: unknown evidence activation {evidence!r}; choose one of "
@@ -77,12 +107,17 @@ class TMC(Method):
             uncertainties.append(u.squeeze(1))
             unimodal[m] = torch.log(alpha / alpha.sum(dim=1, keepdim=True))
             extras[f"alpha/{m}"] = alpha
+        confidence = 1.0 - torch.stack(uncertainties, dim=1)  # [B, M]; 0 where absent
+        learned = normalise_weights(confidence, present, self.modalities)
+        weights = learned
+        if self.effective_weight_mode() != "learned":
+            weights = self.swap_weights(learned, present)
+            alphas = rescale_opinions(alphas, confidence, weights)
         combined = combine(alphas)
         extras["alpha"] = combined
-        confidence = 1.0 - torch.stack(uncertainties, dim=1)
         return FusionOutput(
             logits=torch.log(combined / combined.sum(dim=1, keepdim=True)),
-            weights=normalise_weights(confidence, present, self.modalities),
+            weights=weights,
             modalities=self.modalities,
             unimodal_logits=unimodal,
             extras=extras,
@@ -98,3 +133,27 @@ class TMC(Method):
 
     def logged_values(self) -> dict[str, float]:
         return {"tmc/kl_weight": float(self.kl_weight)}
+
+
+def rescale_opinions(alphas: list[Tensor], confidence: Tensor, weights: Tensor) -> list[Tensor]:
+    """Opinions whose confidences follow ``weights`` (``[B, M]``, sum 1 over present views).
+
+    ``c'_m = min(w_m * sum_k c_k, max_k c_k)``; each view keeps its belief shape ``b_m / c_m``
+    (uniform where ``c_m = 0``) and gets ``b' = c' b / c``, ``u' = 1 - c'``, returned as Dirichlet
+    parameters ``alpha' = b' K / u' + 1`` (``alpha' = 1``, vacuous, where ``c' = 0``).
+    """
+    total = confidence.sum(dim=1, keepdim=True)
+    ceiling = confidence.max(dim=1, keepdim=True).values
+    target = torch.minimum(weights.to(confidence.dtype) * total, ceiling)  # [B, M]
+    out: list[Tensor] = []
+    for i, alpha in enumerate(alphas):
+        num_classes = alpha.shape[1]
+        evidence = alpha - 1.0
+        mass = evidence.sum(dim=1, keepdim=True)
+        shape = torch.where(
+            mass > 0, evidence / mass.clamp_min(torch.finfo(alpha.dtype).tiny), 1.0 / num_classes
+        )  # b / c: the belief distribution over classes
+        c = target[:, i : i + 1]
+        uncertainty = (1.0 - c).clamp_min(torch.finfo(alpha.dtype).eps)
+        out.append(shape * c * (num_classes / uncertainty) + 1.0)
+    return out
