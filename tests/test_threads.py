@@ -57,3 +57,16 @@ def test_configure_threads_sets_torch(four_cores: Path) -> None:
             threads.configure_threads(0)
     finally:
         torch.set_num_threads(before)
+
+
+def test_passive_waiting_is_a_default_the_user_can_override(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    child: dict[str, str] = {}
+    assert threads.prefer_passive_waiting(child) and child == {"OMP_WAIT_POLICY": "PASSIVE"}
+    mine = {"OMP_WAIT_POLICY": "ACTIVE"}
+    threads.prefer_passive_waiting(mine)
+    assert mine == {"OMP_WAIT_POLICY": "ACTIVE"}
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    assert not threads.prefer_passive_waiting()  # torch is imported here: too late to act
+    assert threads.os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
