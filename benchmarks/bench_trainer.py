@@ -217,7 +217,11 @@ def main() -> None:
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
-        sys.exit("error: --accelerator gpu needs a CUDA device: run on a GPU machine or use cpu")
+        print(
+            "error: --accelerator gpu needs a CUDA device: run on a GPU machine or use cpu",
+            file=sys.stderr,
+        )
+        sys.exit(2)
     if args.child is not None:
         print(json.dumps(child(args, args.child)))
         return
@@ -226,7 +230,8 @@ def main() -> None:
         command = [sys.executable, __file__, *sys.argv[1:], "--child", dataset]
         done = subprocess.run(command, capture_output=True, text=True, check=False)
         if done.returncode != 0:
-            sys.exit(f"error: the {dataset} run failed:\n{done.stderr[-3000:]}")
+            print(f"error: the {dataset} run failed:\n{done.stderr[-3000:]}", file=sys.stderr)
+            sys.exit(1)
         results.append(json.loads(done.stdout.strip().splitlines()[-1]))
         r = results[-1]
         print(
