@@ -13,7 +13,7 @@ from torch import Tensor, nn
 
 from robustfusion.data import DatasetInfo, DataSplits, ModalityInfo, TensorMultimodalDataset
 from robustfusion.errors import ConfigError
-from robustfusion.methods.base import Method, MethodSpec, uniform_weights
+from robustfusion.methods.base import Method, MethodSpec, build_method, uniform_weights
 from robustfusion.model import MultimodalModel
 from robustfusion.training.config import TrainConfig
 from robustfusion.training.datamodule import (
@@ -214,3 +214,17 @@ def test_batches_are_pinnable_and_pinned_only_for_cuda(tmp_path: Path) -> None:
     if torch.cuda.is_available():
         pinned = batch.pin_memory()
         assert all(t.is_pinned() for t in (*pinned.inputs.values(), pinned.target, pinned.index))
+
+
+def test_a_method_can_ask_for_rows_every_step() -> None:
+    from robustfusion.training.lightning_module import method_log_interval
+
+    spec = MethodSpec(modalities=("x", "z"), feature_dims={"x": 4, "z": 4}, num_classes=2)
+    assert method_log_interval(build_method("static", spec)) is None
+    assert method_log_interval(build_method("mwam", spec)) == 1
+    assert method_log_interval(build_method("modality_dropout+mwam", spec)) == 1  # wrapped
+    model = MultimodalModel(
+        {"x": nn.Linear(3, 4), "z": nn.Linear(2, 4)}, build_method("mwam", spec)
+    )
+    assert FusionModule(model, TrainConfig()).log_every_n_steps == 1
+    assert FusionModule(model, TrainConfig(), log_every_n_steps=7).log_every_n_steps == 7

@@ -18,6 +18,18 @@ from robustfusion.types import Batch
 DEFAULT_LOG_EVERY_N_STEPS = 50
 
 
+def method_log_interval(method: Any) -> int | None:
+    """The smallest ``log_every_n_steps`` a method or any method it wraps (``inner``) asks for:
+    e.g. MWAM asks for every step, which its FRM analysis (``robustfusion frm``) reads."""
+    wanted: list[int] = []
+    while method is not None:
+        every = getattr(method, "log_every_n_steps", None)
+        if every is not None:
+            wanted.append(int(every))
+        method = getattr(method, "inner", None)
+    return min(wanted) if wanted else None
+
+
 class FusionModule(L.LightningModule):
     """Training: ``prepare_batch -> model -> sum(losses)``; the method's hooks at their moments.
 
@@ -27,7 +39,9 @@ class FusionModule(L.LightningModule):
       draws therefore do not depend on what ran before (data loading, validation, a restart), and
       a resumed run replays an uninterrupted one exactly.
     * logging [ours]: per-step rows (``train_loss_step``, ``loss/<term>``, ``method/<value>``) every
-      ``log_every_n_steps`` optimizer steps and at the last step of each epoch; epoch means
+      ``log_every_n_steps`` optimizer steps (the argument, else ``config.log_every_n_steps`` when
+      the config has it, else the method's own ``log_every_n_steps`` class attribute, else 50)
+      and at the last step of each epoch; epoch means
       (``train_loss_epoch``, ``loss/<term>_epoch``, weighted by batch size, summed over
       processes) at the end of each epoch; ``val_acc`` after each validation. Nothing is read
       back from the device on other steps, ``method.logged_values()`` is only called on logging
@@ -44,11 +58,11 @@ class FusionModule(L.LightningModule):
         super().__init__()
         self.model = model
         self.config = config
-        every = (
-            log_every_n_steps
-            if log_every_n_steps is not None
-            else getattr(config, "log_every_n_steps", DEFAULT_LOG_EVERY_N_STEPS)
-        )
+        every = log_every_n_steps
+        if every is None:
+            every = getattr(config, "log_every_n_steps", None)
+        if every is None:
+            every = method_log_interval(model.method) or DEFAULT_LOG_EVERY_N_STEPS
         if int(every) < 1:
             raise ConfigError(f"log_every_n_steps must be at least 1, got {every}")
         self.log_every_n_steps = int(every)
