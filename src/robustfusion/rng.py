@@ -43,6 +43,7 @@ of the key wherever the same index numbers could be drawn for two splits and mus
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import operator
@@ -88,8 +89,10 @@ def _part_value(part: Key) -> int:
     return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "little")
 
 
+@functools.lru_cache(maxsize=4096, typed=True)
 def key(*parts: Key) -> int:
-    """Fold ``parts`` into one signed 64-bit key (order matters; computed once, in Python)."""
+    """Fold ``parts`` into one signed 64-bit key (order matters; computed once, in Python, and
+    cached: the same parts of the same types give the same key without hashing again)."""
     state = 0x6A09E667F3BCC908
     for part in parts:
         state = _mix_int((state + _GOLDEN) ^ _part_value(part))
