@@ -40,6 +40,15 @@ def test_drop_rate_determinism_and_no_sample_left_empty() -> None:
     assert torch.equal(
         method.prepare_batch(shuffled, training=True).present_matrix(), present[perm]
     )
+    # ... and not on the batch size
+    small = _batch(4000)
+    small = small.replace(
+        inputs={m: x[:37] for m, x in small.inputs.items()},
+        present={m: p[:37] for m, p in small.present.items()},
+        target=small.target[:37],
+        index=small.index[:37],
+    )
+    assert torch.equal(method.prepare_batch(small, training=True).present_matrix(), present[:37])
     method.on_epoch_start(1, 10)
     assert not torch.equal(
         method.prepare_batch(_batch(4000), training=True).present_matrix(), present

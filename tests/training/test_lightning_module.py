@@ -12,11 +12,18 @@ import torch
 from torch import Tensor, nn
 
 from robustfusion.data import DatasetInfo, DataSplits, ModalityInfo, TensorMultimodalDataset
-from robustfusion.methods.base import Method, MethodSpec, uniform_weights
+from robustfusion.errors import ConfigError
+from robustfusion.methods.base import Method, MethodSpec, build_method, uniform_weights
 from robustfusion.model import MultimodalModel
 from robustfusion.training.config import TrainConfig
-from robustfusion.training.datamodule import EpochSeededSampler, MultimodalDataModule
+from robustfusion.training.datamodule import (
+    EpochSeededSampler,
+    MultimodalDataModule,
+    PinnableBatch,
+    collate_pinnable,
+)
 from robustfusion.training.lightning_module import FusionModule
+from robustfusion.training.seeding import seed_all, seed_step
 from robustfusion.types import Batch, FusionOutput
 
 
@@ -127,3 +134,97 @@ def test_loader_yields_batches(tmp_path: Path) -> None:
     assert sorted(torch.cat([b.index for b in batches]).tolist()) == list(range(10))
     (val,) = list(data.val_dataloader())
     assert val.index.tolist() == list(range(10))  # evaluation keeps the split's order
+
+
+class Counting(Recording):
+    """Records the loss of every step and how often the trainer asks for logged values."""
+
+    def __init__(self, spec: MethodSpec) -> None:
+        super().__init__(spec)
+        self.asked = 0
+
+    def logged_values(self) -> dict[str, float]:
+        self.asked += 1
+        return {"probe": 1.25}
+
+
+@pytest.mark.filterwarnings("ignore:.*LeafSpec.*")
+def test_rows_every_n_steps_and_exact_epoch_means(tmp_path: Path) -> None:
+    splits = _splits(24)  # 3 steps of 8 per epoch
+    spec = MethodSpec(modalities=("x", "z"), feature_dims={"x": 4, "z": 4}, num_classes=2)
+    method = Counting(spec)
+    model = MultimodalModel({"x": nn.Linear(3, 4), "z": nn.Linear(2, 4)}, method)
+    module = FusionModule(model, TrainConfig(epochs=3, batch_size=8, lr=0.1), log_every_n_steps=2)
+    losses: list[tuple[int, float]] = []
+
+    class LossProbe(L.Callback):
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:  # type: ignore[no-untyped-def]
+            losses.append((trainer.current_epoch, float(outputs["loss"])))
+
+    trainer = L.Trainer(
+        max_epochs=3,
+        accelerator="cpu",
+        logger=L.pytorch.loggers.CSVLogger(tmp_path, "logs", ""),
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        log_every_n_steps=1,
+        callbacks=[LossProbe()],
+    )
+    trainer.fit(module, datamodule=MultimodalDataModule(splits, 8, 8, seed=0))
+    with (tmp_path / "logs" / "metrics.csv").open() as file:
+        rows = list(csv.DictReader(file))
+    step_rows = [r for r in rows if r["train_loss_step"]]
+    # every 2nd optimizer step (0, 2, 4, 6, 8) and each epoch's last step (2, 5, 8)
+    assert [int(r["step"]) for r in step_rows] == [0, 2, 4, 5, 6, 8]
+    assert method.asked == 6 and all(r["method/probe"] == "1.25" for r in step_rows)
+    epoch_rows = [r for r in rows if r["train_loss_epoch"]]
+    assert [int(r["epoch"]) for r in epoch_rows] == [0, 1, 2]
+    for row in epoch_rows:  # equal batches: the epoch mean is the mean of its step losses
+        epoch_losses = [loss for e, loss in losses if e == int(row["epoch"])]
+        assert float(row["train_loss_epoch"]) == pytest.approx(sum(epoch_losses) / 3, rel=1e-6)
+        assert float(row["loss/ce_epoch"]) == pytest.approx(float(row["train_loss_epoch"]))
+    assert [int(r["epoch"]) for r in rows if r["val_acc"]] == [0, 1, 2]
+    with pytest.raises(ConfigError, match="log_every_n_steps"):
+        FusionModule(model, TrainConfig(), log_every_n_steps=0)
+
+
+def test_step_seeding_matches_full_seeding_on_the_cpu() -> None:
+    import random
+
+    import numpy as np
+
+    seed_all(11)
+    expected = (random.random(), float(np.random.rand()), torch.rand(3))
+    torch.manual_seed(5)  # other states, then the cheap per-step reseed
+    random.seed(5)
+    np.random.seed(5)
+    seed_step(11, torch.device("cpu"))
+    got = (random.random(), float(np.random.rand()), torch.rand(3))
+    assert got[:2] == expected[:2] and torch.equal(got[2], expected[2])
+
+
+def test_batches_are_pinnable_and_pinned_only_for_cuda(tmp_path: Path) -> None:
+    data = MultimodalDataModule(_splits(10), batch_size=4, eval_batch_size=10, seed=0)
+    assert not data._pins()  # no trainer, or a CPU one: nothing is pinned
+    batch = collate_pinnable(_splits(10).train.__getitems__([3, 1]))
+    assert isinstance(batch, Batch) and isinstance(batch, PinnableBatch)
+    assert batch.index.tolist() == [3, 1]
+    if torch.cuda.is_available():
+        pinned = batch.pin_memory()
+        assert all(t.is_pinned() for t in (*pinned.inputs.values(), pinned.target, pinned.index))
+
+
+def test_a_method_can_ask_for_rows_every_step() -> None:
+    from robustfusion.training.lightning_module import method_log_interval
+
+    spec = MethodSpec(modalities=("x", "z"), feature_dims={"x": 4, "z": 4}, num_classes=2)
+    assert method_log_interval(build_method("static", spec)) is None
+    assert method_log_interval(build_method("mwam", spec)) == 1
+    assert method_log_interval(build_method("modality_dropout+mwam", spec)) == 1  # wrapped
+    model = MultimodalModel(
+        {"x": nn.Linear(3, 4), "z": nn.Linear(2, 4)}, build_method("mwam", spec)
+    )
+    assert FusionModule(model, TrainConfig()).log_every_n_steps == 1
+    assert FusionModule(model, TrainConfig(), log_every_n_steps=7).log_every_n_steps == 7

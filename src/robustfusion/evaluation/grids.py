@@ -148,13 +148,13 @@ def corrupt_level(
     severities = {m: modality_severity(info, m, corruption, level) for m in names}
     if len(set(severities.values())) <= 1 and names == batch.modalities:
         return corrupt(batch, info, corruption, severities[names[0]], target=target, seed=seed)
-    from robustfusion.data.corruptions.base import sample_seeds, uniform_from_seeds
+    from robustfusion.data.corruptions.apply import each_selected
 
-    index = batch.index.detach().cpu().long()
+    index = batch.index.detach().long()
     for m in names:
         original = batch.present[m]
         if target == "each":
-            chosen = uniform_from_seeds(sample_seeds(index, seed, "each", m)) < 0.5
+            chosen = each_selected(index, seed, m)
             masked = dict(batch.present)
             masked[m] = original & chosen.to(original.device)
             batch = batch.replace(present=masked)

@@ -2,8 +2,9 @@
 
 In :meth:`prepare_batch` (training only) each present modality of each sample is marked absent
 with probability ``p`` through the presence mask, and its input zeroed (the batch contract for
-absent inputs). The draw is a hash of ``(seed, epoch, modality, sample index)``, so it is
-reproducible and changes every epoch. A sample never loses all its modalities: if every present
+absent inputs). The draw comes from the :mod:`robustfusion.rng` stream ``(seed,
+"modality-dropout", "train", epoch, modality)`` at the sample index, on the batch's device, so it
+is reproducible, independent of the batching and changes every epoch. A sample never loses all its modalities: if every present
 one is drawn, the one with the largest draw is kept. The model is static fusion; given
 ``inner=`` (``build_method("modality_dropout+tmc")``) it wraps that method instead.
 """
@@ -18,8 +19,8 @@ from torch import Tensor, nn
 from robustfusion.errors import ConfigError
 from robustfusion.methods.base import Method, MethodSpec
 from robustfusion.methods.static import StaticFusion
-from robustfusion.modules.sample_random import hashed_uniform
 from robustfusion.registry import METHODS
+from robustfusion.rng import stream
 from robustfusion.types import Batch, FusionOutput
 
 
@@ -27,10 +28,17 @@ def drop_modalities(
     batch: Batch, p: float, seed: int, epoch: int, modalities: tuple[str, ...]
 ) -> Batch:
     """Mark each present modality absent with probability ``p``, keeping at least one per sample."""
-    draws = torch.stack(
-        [hashed_uniform(batch.index, seed, epoch, i) for i in range(len(modalities))], dim=1
-    ).to(batch.index.device)
     present = torch.stack([batch.present[m] for m in modalities], dim=1)
+    index = batch.index.to(present.device)
+    draws = torch.stack(
+        [
+            stream(seed, "modality-dropout", "train", int(epoch), i).uniform(
+                index, (), torch.float64
+            )
+            for i in range(len(modalities))
+        ],
+        dim=1,
+    )
     keep = present & (draws >= p)
     lost_all = present.any(dim=1) & ~keep.any(dim=1)
     if bool(lost_all.any()):

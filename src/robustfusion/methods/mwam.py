@@ -118,6 +118,8 @@ class MWAM(Method):
     """
 
     composable: ClassVar[bool] = True
+    #: The trainer logs FRM, T and K every step: ``robustfusion frm`` analyses that series.
+    log_every_n_steps: ClassVar[int] = 1
 
     def __init__(
         self,

@@ -8,30 +8,69 @@ import lightning as L
 import torch
 from torch import Tensor
 
+from robustfusion.errors import ConfigError
 from robustfusion.model import MultimodalModel
 from robustfusion.training.config import TrainConfig
-from robustfusion.training.seeding import epoch_seed, seed_all, step_seed
+from robustfusion.training.seeding import epoch_seed, seed_all, seed_step, step_seed
 from robustfusion.types import Batch
+
+#: Default interval, in optimizer steps, of the per-step rows of ``logs/metrics.csv``.
+DEFAULT_LOG_EVERY_N_STEPS = 50
+
+
+def method_log_interval(method: Any) -> int | None:
+    """The smallest ``log_every_n_steps`` a method or any method it wraps (``inner``) asks for:
+    e.g. MWAM asks for every step, which its FRM analysis (``robustfusion frm``) reads."""
+    wanted: list[int] = []
+    while method is not None:
+        every = getattr(method, "log_every_n_steps", None)
+        if every is not None:
+            wanted.append(int(every))
+        method = getattr(method, "inner", None)
+    return min(wanted) if wanted else None
 
 
 class FusionModule(L.LightningModule):
     """Training: ``prepare_batch -> model -> sum(losses)``; the method's hooks at their moments.
 
     * ``on_train_epoch_start``: reseed every generator from ``(seed, epoch)``, then
-      ``method.on_epoch_start(epoch, max_epochs)``; ``on_train_batch_start``: reseed from
-      ``(seed, epoch, batch)``. Random draws therefore do not depend on what ran before (data
-      loading, validation, a restart), and a resumed run replays an uninterrupted one exactly.
+      ``method.on_epoch_start(epoch, max_epochs)``; ``on_train_batch_start``: reseed the
+      generators a step can use from ``(seed, epoch, batch)`` (:func:`seed_step`, cheap). Random
+      draws therefore do not depend on what ran before (data loading, validation, a restart), and
+      a resumed run replays an uninterrupted one exactly.
+    * logging [ours]: per-step rows (``train_loss_step``, ``loss/<term>``, ``method/<value>``) every
+      ``log_every_n_steps`` optimizer steps (the argument, else ``config.log_every_n_steps`` when
+      the config has it, else the method's own ``log_every_n_steps`` class attribute, else 50)
+      and at the last step of each epoch; epoch means
+      (``train_loss_epoch``, ``loss/<term>_epoch``, weighted by batch size, summed over
+      processes) at the end of each epoch; ``val_acc`` after each validation. Nothing is read
+      back from the device on other steps, ``method.logged_values()`` is only called on logging
+      steps, and rows go to the loggers directly (the progress bar, when shown, gets
+      ``train_loss`` and ``val_acc`` through ``self.log``).
     * ``on_after_backward``: ``method.after_backward(model.encoders)`` (gradient modulation).
     * learning rate: ``base lr * method.lr_scale(epoch, max_epochs)`` through a ``LambdaLR``.
     * validation: accuracy of the fused logits, summed over processes, logged as ``val_acc``.
     """
 
-    def __init__(self, model: MultimodalModel, config: TrainConfig) -> None:
+    def __init__(
+        self, model: MultimodalModel, config: TrainConfig, log_every_n_steps: int | None = None
+    ) -> None:
         super().__init__()
         self.model = model
         self.config = config
+        every = log_every_n_steps
+        if every is None:
+            every = getattr(config, "log_every_n_steps", None)
+        if every is None:
+            every = method_log_interval(model.method) or DEFAULT_LOG_EVERY_N_STEPS
+        if int(every) < 1:
+            raise ConfigError(f"log_every_n_steps must be at least 1, got {every}")
+        self.log_every_n_steps = int(every)
         self.val_accuracy: float = float("nan")
-        self._val_counts = torch.zeros(2, dtype=torch.float64)
+        self._val_correct: Tensor | None = None
+        self._val_total = 0
+        self._train_sums: dict[str, Tensor] = {}
+        self._train_samples = 0
 
     @property
     def method(self) -> Any:
@@ -41,9 +80,11 @@ class FusionModule(L.LightningModule):
     def on_train_epoch_start(self) -> None:
         seed_all(epoch_seed(self.config.seed, self.current_epoch))
         self.method.on_epoch_start(self.current_epoch, self.config.epochs)
+        self._train_sums = {}
+        self._train_samples = 0
 
     def on_train_batch_start(self, batch: Batch, batch_idx: int) -> None:
-        seed_all(step_seed(self.config.seed, self.current_epoch, batch_idx))
+        seed_step(step_seed(self.config.seed, self.current_epoch, batch_idx), self.device)
 
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
         batch = self.method.prepare_batch(batch, True)
@@ -51,20 +92,56 @@ class FusionModule(L.LightningModule):
         terms = self.method.losses(output, batch)
         loss = torch.stack([value for value in terms.values()]).sum()
         size = batch.batch_size
-        self.log(
-            "train_loss",
-            loss,
-            on_step=True,
-            on_epoch=True,
-            prog_bar=True,
-            batch_size=size,
-            sync_dist=True,
-        )
+        self._accumulate("train_loss", loss, size)
         for name, value in terms.items():
-            self.log(f"loss/{name}", value.detach(), on_step=True, batch_size=size)
-        for name, value in self.method.logged_values().items():
-            self.log(f"method/{name}", float(value), on_step=True, batch_size=size)
+            self._accumulate(f"loss/{name}", value, size)
+        self._train_samples += size
+        if self._logs_this_step(batch_idx):
+            names = ["train_loss_step", *(f"loss/{name}" for name in terms)]
+            values = torch.stack([loss.detach(), *(v.detach() for v in terms.values())])
+            row = dict(zip(names, values.float().tolist(), strict=True))  # one device sync
+            row.update({f"method/{k}": float(v) for k, v in self.method.logged_values().items()})
+            self._write_row(row)
+            if self._shows_progress():
+                self.log("train_loss", loss.detach(), prog_bar=True, logger=False, batch_size=size)
         return loss
+
+    def _accumulate(self, name: str, value: Tensor, size: int) -> None:
+        """Add ``value * size`` to the epoch sum ``name``, on the device (no synchronisation)."""
+        value = value.detach().float()
+        total = self._train_sums.get(name)
+        self._train_sums[name] = value * size if total is None else total.add_(value, alpha=size)
+
+    def _logs_this_step(self, batch_idx: int) -> bool:
+        """Every ``log_every_n_steps`` optimizer steps, and at the last batch of an epoch."""
+        if self.global_step % self.log_every_n_steps == 0:
+            return True
+        last = getattr(self.trainer, "num_training_batches", float("inf"))
+        return batch_idx + 1 >= last
+
+    def on_train_epoch_end(self) -> None:
+        if not self._train_sums:
+            return
+        names = list(self._train_sums)
+        count = torch.tensor(float(self._train_samples), device=self._train_sums[names[0]].device)
+        totals = torch.stack([self._train_sums[name] for name in names] + [count])
+        totals = self.trainer.strategy.reduce(totals, reduce_op="sum")
+        means = (totals[:-1] / totals[-1].clamp_min(1.0)).tolist()
+        self._write_row({f"{name}_epoch": m for name, m in zip(names, means, strict=True)})
+
+    def _write_row(self, row: dict[str, float]) -> None:
+        """One row of ``logs/metrics.csv`` (with ``epoch`` and ``step``), flushed at once.
+
+        Written to the loggers directly: ``self.log`` costs milliseconds per value (Lightning's
+        result collection), and these values are already reduced. Loggers act on rank 0 only.
+        """
+        row = {**row, "epoch": self.current_epoch}
+        for logger in self.loggers:
+            logger.log_metrics(row, step=self.global_step)
+            logger.save()
+
+    def _shows_progress(self) -> bool:
+        return getattr(self._trainer, "progress_bar_callback", None) is not None
 
     def on_after_backward(self) -> None:
         self.method.after_backward(self.model.encoders)
@@ -91,20 +168,25 @@ class FusionModule(L.LightningModule):
 
     # ------------------------------------------------------------------ validation
     def on_validation_epoch_start(self) -> None:
-        self._val_counts = torch.zeros(2, dtype=torch.float64, device=self.device)
+        self._val_correct = torch.zeros((), dtype=torch.float64, device=self.device)
+        self._val_total = 0
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         batch = self.method.prepare_batch(batch, False)
         logits = self.model(batch).logits
         correct = (logits.argmax(dim=1) == batch.target).sum()
-        self._val_counts += torch.stack(
-            [
-                correct.double(),
-                torch.tensor(batch.batch_size, device=self.device, dtype=torch.float64),
-            ]
-        )
+        if self._val_correct is None:
+            self.on_validation_epoch_start()
+        self._val_correct += correct
+        self._val_total += batch.batch_size
 
     def on_validation_epoch_end(self) -> None:
-        counts = self.trainer.strategy.reduce(self._val_counts, reduce_op="sum")
+        correct = self._val_correct if self._val_correct is not None else torch.zeros(())
+        total = torch.tensor(float(self._val_total), dtype=torch.float64, device=correct.device)
+        counts = self.trainer.strategy.reduce(
+            torch.stack([correct.double(), total]), reduce_op="sum"
+        )
         self.val_accuracy = float(counts[0] / counts[1].clamp_min(1.0))
-        self.log("val_acc", self.val_accuracy, prog_bar=True, sync_dist=False)
+        self._write_row({"val_acc": self.val_accuracy})
+        if self._shows_progress():
+            self.log("val_acc", self.val_accuracy, prog_bar=True, logger=False, sync_dist=False)

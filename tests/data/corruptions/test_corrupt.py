@@ -130,3 +130,39 @@ def test_invalid_arguments(batch: Batch, info: DatasetInfo) -> None:
     wrong = batch.replace(inputs={**batch.inputs, "vec": torch.zeros(40, 5)})
     with pytest.raises(DataError, match="per-sample shape"):
         corrupt(wrong, info, "gaussian", 1.0)
+
+
+@pytest.mark.parametrize(("name", "severity"), CASES)
+def test_keeps_dtype_and_device_of_the_inputs(
+    batch: Batch, info: DatasetInfo, name: str, severity: float
+) -> None:
+    wide = batch.replace(inputs={m: x.double() for m, x in batch.inputs.items()})
+    out = corrupt(wide, info, name, severity, target="each", seed=4)
+    for m in batch.modalities:
+        assert out.inputs[m].dtype == torch.float64
+        assert out.present[m].device == batch.present[m].device
+        assert out.corrupted[m].dtype == torch.bool
+
+
+def test_each_selection_is_the_one_helper_every_caller_uses(
+    batch: Batch, info: DatasetInfo
+) -> None:
+    from robustfusion.data.corruptions.apply import each_selected
+
+    out = corrupt(batch, info, "gaussian", 30.0, target="each", seed=3)
+    for m in batch.modalities:
+        assert torch.equal(out.corrupted[m], each_selected(batch.index, 3, m))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize(("name", "severity"), CASES)
+def test_cuda_corrupts_like_the_cpu(
+    batch: Batch, info: DatasetInfo, name: str, severity: float
+) -> None:
+    cpu = corrupt(batch, info, name, severity, target="each", seed=5)
+    gpu = corrupt(batch.to("cuda"), info, name, severity, target="each", seed=5)
+    for m in batch.modalities:
+        assert gpu.inputs[m].is_cuda
+        torch.testing.assert_close(gpu.inputs[m].cpu(), cpu.inputs[m])
+        assert torch.equal(gpu.present[m].cpu(), cpu.present[m])
+        assert torch.equal(gpu.corrupted[m].cpu(), cpu.corrupted[m])

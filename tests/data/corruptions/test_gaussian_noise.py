@@ -29,3 +29,16 @@ def test_gradient_flows_and_shapes_are_checked() -> None:
         add_gaussian_noise(x, torch.ones(3), torch.tensor([0, 1]))
     with pytest.raises(DataError, match="non-negative"):
         add_gaussian_noise(x, torch.tensor([-1.0, 1.0]), torch.tensor([0, 1]))
+
+
+def test_noise_is_standard_normal_and_keyed_by_the_seed_alone() -> None:
+    x = torch.zeros(2000, 30)
+    seeds = torch.arange(2000) * 7919 + 11
+    out = add_gaussian_noise(x, torch.full((2000,), 2.0), seeds)
+    assert abs(float(out.mean())) < 0.03 and abs(float(out.std()) - 2.0) < 0.03
+    # a row's noise depends on its seed only: reversed batch, reversed rows
+    flipped = add_gaussian_noise(x, torch.full((2000,), 2.0), seeds.flip(0))
+    assert torch.equal(flipped, out.flip(0))
+    # float64 inputs get float64 noise (not float32 noise cast up)
+    wide = add_gaussian_noise(x[:50].double(), torch.ones(50), seeds[:50])
+    assert wide.dtype == torch.float64 and not torch.equal(wide, wide.float().double())

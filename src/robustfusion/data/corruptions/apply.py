@@ -1,12 +1,14 @@
 """``corrupt``: apply a registered corruption to a batch, seeded per sample.
 
-Determinism: each row's draws come from a seed hashed from ``(seed, corruption, severity,
-modality, sample index)`` (``Batch.index``), so the same ``(seed, severity)`` corrupts the same
-sample the same way in any batch, order or batch size. With ``target="each"`` every (sample,
-modality) is selected with p = 0.5 from a seed of ``(seed, modality, sample index)`` only: the
-same samples are corrupted at every severity and by every corruption. Absent modalities are
-never corrupted; severity 0 returns the batch unchanged (the same object). The returned batch's
-``corrupted`` marks, per modality, the samples whose modality this call (or an earlier one) changed.
+Determinism: each row's draws come from a seed drawn from the :mod:`robustfusion.rng` stream
+``(seed, "corrupt", corruption, severity, modality)`` at the sample's index (``Batch.index``),
+so the same ``(seed, severity)`` corrupts the same sample the same way in any batch, order or
+batch size, and on any device (everything runs on the inputs' device, without a per-row loop).
+With ``target="each"`` every (sample, modality) is selected with p = 0.5 from the stream
+``(seed, "corrupt-each", modality)`` only (:func:`each_selected`): the same samples are corrupted
+at every severity and by every corruption. Absent modalities are never corrupted; severity 0
+returns the batch unchanged (the same object). The returned batch's ``corrupted`` marks, per
+modality, the samples whose modality this call (or an earlier one) changed.
 """
 
 from __future__ import annotations
@@ -17,9 +19,9 @@ import torch
 from torch import Tensor
 
 from robustfusion.data.base import DatasetInfo
-from robustfusion.data.corruptions.base import sample_seeds, uniform_from_seeds
 from robustfusion.errors import ConfigError, DataError
 from robustfusion.registry import CORRUPTIONS
+from robustfusion.rng import stream
 from robustfusion.types import Batch
 
 #: Corruptions whose severity is a probability or fraction, so at most 1.
@@ -51,31 +53,37 @@ def corrupt(
     targets = _targets(target, info, batch)
     if severity == 0:
         return batch
-    index = batch.index.detach().cpu().long()
     inputs = dict(batch.inputs)
     present = dict(batch.present)
     corrupted = dict(batch.corrupted)
     for name in targets:
-        selected = present[name].detach().cpu().bool().clone()
+        x = inputs[name]
+        index = batch.index.to(x.device).long()
+        selected = present[name].to(x.device).bool()
         if target == "each":
-            selected &= uniform_from_seeds(sample_seeds(index, seed, "each", name)) < 0.5
+            selected = selected & each_selected(index, seed, name)
         before = corrupted.get(name, torch.zeros_like(batch.present[name], dtype=torch.bool))
         corrupted[name] = before | selected.to(before.device)
         rows = selected.nonzero().flatten()
         if rows.numel() == 0:
             continue
-        seeds = sample_seeds(index[rows], seed, corruption, severity, name)
-        device_rows = rows.to(inputs[name].device)
-        values, keep = fn(inputs[name][device_rows], info.modality(name), severity, seeds)
-        x = inputs[name].clone()
-        x[device_rows] = values.to(x.dtype)
+        seeds = stream(seed, "corrupt", corruption, severity, name).seeds(index[rows])
+        values, keep = fn(x[rows], info.modality(name), severity, seeds)
+        x = x.clone()
+        x[rows] = values.to(x.dtype)
         inputs[name] = x
         if not bool(keep.all()):
             p = present[name].clone()
-            p[device_rows] = keep.to(p.device)
+            p[rows.to(p.device)] = keep.to(p.device)
             present[name] = p
-    _keep_one(batch, inputs, present, corrupted, index, seed, corruption, severity)
+    _keep_one(batch, inputs, present, corrupted, seed, corruption, severity)
     return batch.replace(inputs=inputs, present=present, corrupted=corrupted)
+
+
+def each_selected(index: Tensor, seed: int, modality: str) -> Tensor:
+    """``BoolTensor[B]``: the samples whose ``modality`` ``target="each"`` corrupts (p = 0.5),
+    a function of ``(seed, modality, index)`` only; on ``index``'s device."""
+    return stream(seed, "corrupt-each", modality).bernoulli(index, 0.5)
 
 
 def _targets(target: str, info: DatasetInfo, batch: Batch) -> tuple[str, ...]:
@@ -100,34 +108,33 @@ def _keep_one(
     inputs: dict[str, Tensor],
     present: dict[str, Tensor],
     corrupted: dict[str, Tensor],
-    index: Tensor,
     seed: int,
     corruption: str,
     severity: float,
 ) -> None:
     """Restore one modality (seeded choice among those it had) of samples that lost them all."""
     names = batch.modalities
-    before = torch.stack([batch.present[m].detach().cpu().bool() for m in names], 1)
-    after = torch.stack([present[m].detach().cpu().bool() for m in names], 1)
-    lost = (~after.any(1) & before.any(1)).nonzero().flatten()
-    if lost.numel() == 0:
+    device = batch.present[names[0]].device
+    before = torch.stack([batch.present[m].to(device).bool() for m in names], 1)
+    after = torch.stack([present[m].to(device).bool() for m in names], 1)
+    lost = ~after.any(1) & before.any(1)
+    if not bool(lost.any()):
         return
-    draws = uniform_from_seeds(sample_seeds(index[lost], seed, corruption, severity, "keep-one"))
-    restored: dict[str, list[int]] = {}
-    for row, u in zip(lost.tolist(), draws.tolist(), strict=True):
-        had = before[row].nonzero().flatten().tolist()
-        choice = names[had[min(int(u * len(had)), len(had) - 1)]]
-        restored.setdefault(choice, []).append(row)
-    for name, rows in restored.items():
-        idx = torch.tensor(rows, dtype=torch.long, device=inputs[name].device)
-        x = inputs[name].clone()
-        x[idx] = batch.inputs[name][idx]
-        inputs[name] = x
-        p = present[name].clone()
-        p[idx.to(p.device)] = True
-        present[name] = p
+    index = batch.index.to(device).long()
+    had = before.sum(1).clamp_min(1)
+    rank = stream(seed, "corrupt-keep-one", corruption, severity).integers(index, had)
+    rank = rank.unsqueeze(1)
+    # the rank-th modality each sample had, for the samples that lost them all
+    restore = (before.long().cumsum(1) - 1 == rank) & before & lost.unsqueeze(1)
+    for i, name in enumerate(names):
+        rows = restore[:, i]
+        if not bool(rows.any()):
+            continue
+        x = inputs[name]
+        shape = (-1,) + (1,) * (x.dim() - 1)
+        inputs[name] = torch.where(rows.to(x.device).view(shape), batch.inputs[name], x)
+        present[name] = present[name] | rows.to(present[name].device)
         if name in corrupted:  # restored as it was before this call
-            c = corrupted[name].clone()
+            c = corrupted[name]
             earlier = batch.corrupted.get(name, torch.zeros_like(c))
-            c[idx.to(c.device)] = earlier[idx.to(c.device)]
-            corrupted[name] = c
+            corrupted[name] = torch.where(rows.to(c.device), earlier.to(c.device), c)

@@ -1,22 +1,21 @@
 """The corruption interface and the per-sample seeding every corruption uses.
 
 A corruption is a callable ``(x, modality, severity, seeds) -> (x', keep)`` on the selected,
-present rows ``x [R, ...]`` of one modality: ``seeds`` (``LongTensor[R]``) seed each row's
-random draws, ``x'`` is the corrupted rows and ``keep`` (``BoolTensor[R]``) says which rows stay
-present (all of them, except for ``missing``).
+present rows ``x [R, ...]`` of one modality: ``seeds`` (``LongTensor[R]``, on ``x``'s device)
+key each row's random draws (use them as the index of a :class:`robustfusion.rng.Stream`), ``x'``
+is the corrupted rows and ``keep`` (``BoolTensor[R]``) says which rows stay present (all of them,
+except for ``missing``). Corruptions run on the tensors' device, without a per-row loop.
 """
 
 from __future__ import annotations
 
-import hashlib
 from typing import Protocol
 
 import torch
 from torch import Tensor
 
 from robustfusion.data.base import ModalityInfo
-
-_SEED_MASK = (1 << 63) - 1
+from robustfusion.rng import Key, Stream
 
 
 class Corruption(Protocol):
@@ -27,25 +26,12 @@ class Corruption(Protocol):
     ) -> tuple[Tensor, Tensor]: ...
 
 
-def mix_seed(*parts: object) -> int:
-    """A 63-bit integer hashed (BLAKE2b) from ``repr`` of the parts: stable across runs/platforms."""
-    digest = hashlib.blake2b(repr(parts).encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "little") & _SEED_MASK
-
-
-def sample_seeds(index: Tensor, *parts: object) -> Tensor:
-    """``LongTensor[B]``: one seed per sample index, from ``parts`` (seed, corruption, ...)."""
-    base = mix_seed(*parts)
-    return torch.tensor([mix_seed(base, int(i)) for i in index.tolist()], dtype=torch.long)
+def sample_seeds(index: Tensor, *parts: Key) -> Tensor:
+    """``LongTensor[B]`` of non-negative 63-bit seeds, one per sample index, keyed by ``parts``
+    (seed, corruption, ...); on ``index``'s device (``Stream(*parts).seeds(index)``)."""
+    return Stream(*parts).seeds(index)
 
 
 def uniform_from_seeds(seeds: Tensor) -> Tensor:
-    """``DoubleTensor[B]`` in [0, 1): one uniform per seed (its top 53 bits)."""
-    return torch.tensor(
-        [(int(s) >> 10) / float(1 << 53) for s in seeds.tolist()], dtype=torch.float64
-    )
-
-
-def generator(seed: int) -> torch.Generator:
-    """A CPU generator seeded with ``seed`` (one per sample: independent of batch composition)."""
-    return torch.Generator().manual_seed(int(seed) & _SEED_MASK)
+    """``DoubleTensor[B]`` in [0, 1): one uniform per seed (bits 10..62), on ``seeds``' device."""
+    return ((seeds.long() >> 10) & ((1 << 53) - 1)).to(torch.float64) * (1.0 / (1 << 53))

@@ -46,4 +46,4 @@ def blur(
     out = _smooth_last(x, kernel)
     if x.dim() >= 3 and modality.kind not in ("vector", "timeseries"):
         out = _smooth_last(out.transpose(-1, -2), kernel).transpose(-1, -2)
-    return out.contiguous(), torch.ones(x.shape[0], dtype=torch.bool)
+    return out.contiguous(), torch.ones(x.shape[0], dtype=torch.bool, device=x.device)

@@ -24,5 +24,9 @@ def gaussian_std(modality: ModalityInfo, severity: float) -> float:
 def gaussian(
     x: Tensor, modality: ModalityInfo, severity: float, seeds: Tensor
 ) -> tuple[Tensor, Tensor]:
-    std = torch.full((x.shape[0],), gaussian_std(modality, severity), dtype=torch.float64)
-    return add_gaussian_noise(x, std, seeds), torch.ones(x.shape[0], dtype=torch.bool)
+    std = torch.full(
+        (x.shape[0],), gaussian_std(modality, severity), dtype=torch.float64, device=x.device
+    )
+    return add_gaussian_noise(x, std, seeds), torch.ones(
+        x.shape[0], dtype=torch.bool, device=x.device
+    )

@@ -6,11 +6,14 @@ makes sure no sample loses every modality (it keeps one, chosen by a seeded draw
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 
 from robustfusion.data.base import ModalityInfo
-from robustfusion.data.corruptions.base import uniform_from_seeds
 from robustfusion.registry import CORRUPTIONS
+from robustfusion.rng import Stream
+
+_DRAW = Stream("missing")
 
 
 @CORRUPTIONS.register(
@@ -19,6 +22,6 @@ from robustfusion.registry import CORRUPTIONS
 def missing(
     x: Tensor, modality: ModalityInfo, severity: float, seeds: Tensor
 ) -> tuple[Tensor, Tensor]:
-    keep = uniform_from_seeds(seeds) >= severity
-    mask = keep.to(x.device).reshape((x.shape[0],) + (1,) * (x.dim() - 1))
+    keep = _DRAW.uniform(seeds.to(x.device), dtype=torch.float64) >= severity
+    mask = keep.reshape((x.shape[0],) + (1,) * (x.dim() - 1))
     return x * mask.to(x.dtype), keep

@@ -4,6 +4,8 @@ set to "salt" or "pepper" with equal probability.
 Salt/pepper values: for ``vector`` modalities (standardised per feature by every loader) they
 are +3 / -3, three standard deviations; for every other kind (images, spectrograms, maps, time
 series) they are the sample's own maximum / minimum, the analogue of white/black pixels.
+One 64-bit draw per entry (:mod:`robustfusion.rng`, keyed by the row's seed and the entry's
+position) gives both the hit (its top 53 bits as a uniform) and the salt/pepper coin (bit 0).
 """
 
 from __future__ import annotations
@@ -12,27 +14,30 @@ import torch
 from torch import Tensor
 
 from robustfusion.data.base import ModalityInfo
-from robustfusion.data.corruptions.base import generator
 from robustfusion.registry import CORRUPTIONS
+from robustfusion.rng import Stream
 
 #: Salt and pepper value for standardised vector features.
 VECTOR_EXTREME = 3.0
+
+_DRAW = Stream("salt-pepper")
 
 
 @CORRUPTIONS.register("salt_pepper", "a fraction severity (0-1) of entries set to the min/max")
 def salt_pepper(
     x: Tensor, modality: ModalityInfo, severity: float, seeds: Tensor
 ) -> tuple[Tensor, Tensor]:
-    out = x.clone()
-    flat = out.reshape(out.shape[0], -1)
-    for row, seed in enumerate(seeds.tolist()):
-        g = generator(seed)
-        hit = torch.rand(flat.shape[1], generator=g) < severity
-        salt = torch.rand(flat.shape[1], generator=g) < 0.5
-        if modality.kind == "vector":
-            high, low = VECTOR_EXTREME, -VECTOR_EXTREME
-        else:
-            high, low = float(flat[row].max()), float(flat[row].min())
-        values = torch.where(salt, torch.tensor(high), torch.tensor(low)).to(flat.dtype)
-        flat[row] = torch.where(hit.to(flat.device), values.to(flat.device), flat[row])
-    return flat.reshape(x.shape), torch.ones(x.shape[0], dtype=torch.bool)
+    flat = x.reshape(x.shape[0], -1)
+    words = _DRAW.bits(seeds.to(x.device), flat.shape[1])
+    uniform = ((words >> 11) & ((1 << 53) - 1)).to(torch.float64) * (1.0 / (1 << 53))
+    hit = uniform < severity
+    salt = (words & 1).bool()
+    if modality.kind == "vector":
+        high = torch.full_like(flat[:, :1], VECTOR_EXTREME)
+        low = torch.full_like(flat[:, :1], -VECTOR_EXTREME)
+    else:
+        high = flat.amax(dim=1, keepdim=True)
+        low = flat.amin(dim=1, keepdim=True)
+    values = torch.where(salt, high, low)
+    out = torch.where(hit, values, flat)
+    return out.reshape(x.shape), torch.ones(x.shape[0], dtype=torch.bool, device=x.device)
