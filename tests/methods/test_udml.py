@@ -293,15 +293,20 @@ def test_noise_injection_levels_pure_noise_and_clean_rows() -> None:
     assert method.prepare_batch(batch, training=False) is batch
 
 
-def test_spectrogram_noise_in_raw_log_magnitude_units_when_the_scale_is_known() -> None:
+def test_spectrogram_noise_calibrated_or_in_raw_log_magnitude_units() -> None:
     levels = torch.tensor([2.0, 5.0])
-    known = make_model(make_spec(input_scales={"image": 0.02, "audio": 0.4})).method
-    assert torch.allclose(known.noise_std("audio", levels), 0.4 * levels)
-    unknown = make_model().method
+    spec = make_spec(input_scales={"image": 0.02, "audio": 0.4})
+    calibrated = make_model(spec).method
+    assert torch.allclose(
+        calibrated.noise_std("audio", levels), SPECTROGRAM_FALLBACK_SCALE * levels
+    )
+    raw = make_model(spec, spectrogram_noise="raw").method
+    assert torch.allclose(raw.noise_std("audio", levels), 0.4 * levels)  # std v in ln|X| units
+    assert make_model(spec, preset="paper").method.spectrogram_noise == "raw"
+    # Raw units need the dataset's scale; without it the calibrated noise is used.
+    unknown = make_model(spectrogram_noise="raw").method
     assert torch.allclose(unknown.noise_std("audio", levels), SPECTROGRAM_FALLBACK_SCALE * levels)
-    explicit = make_model(
-        make_spec(input_scales={"audio": 0.4}), spectrogram_noise_scale=0.1
-    ).method
+    explicit = make_model(spec, spectrogram_noise="raw", spectrogram_noise_scale=0.1).method
     assert torch.allclose(explicit.noise_std("audio", levels), 0.1 * levels)
 
 
@@ -478,6 +483,7 @@ def test_bad_options_raise_config_errors() -> None:
         ("head", "mlp"),
         ("fusion_form", "additive"),
         ("level_draw", "per_step"),
+        ("spectrogram_noise", "loud"),
         ("preset", "cvpr"),
         ("weights", "oracle"),
     ):

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from robustfusion.modules.linear_head import ConcatLinearHead
 
 
-def test_fused_and_solo_logits_are_one_linear_layer_with_zeroed_blocks() -> None:
+@pytest.mark.parametrize("sizes", [(3, 2, 4), (4, 4, 4)])
+def test_fused_and_solo_logits_are_one_linear_layer_with_zeroed_blocks(
+    sizes: tuple[int, int, int],
+) -> None:
     torch.manual_seed(0)
-    dims = {"a": 3, "b": 2, "c": 4}
+    dims = dict(zip("abc", sizes, strict=True))
     head = ConcatLinearHead(dims, 5)
     features = {m: torch.randn(6, d) for m, d in dims.items()}
     present = {m: torch.ones(6, dtype=torch.bool) for m in dims}

@@ -34,9 +34,10 @@ Noise injection (``prepare_batch``, training only): a level ``v in {1..11}`` per
 modality (:func:`draw_noise_levels`, half the samples clean), fixed per sample for the run
 (``level_draw="per_run"``, [code]) or redrawn every epoch (``"per_epoch"``, [ours]). ``v = 1`` is
 clean, ``v = max_level`` replaces the input by pure noise of that level's std, otherwise Gaussian
-noise of std ``v^2`` 0-255 units for images, ``v`` raw log-magnitude units for spectrograms
-whose ``intensity_scale`` is known [code], ``spectrogram_noise_scale * v`` stored units for other
-spectrograms [ours, calibrated] and ``vector_noise_scale * v`` for vectors [ours].
+noise of std ``v^2`` 0-255 units for images, for spectrograms ``0.25 v`` in standardised units
+(``spectrogram_noise="calibrated"``, [ours]: the authors' units made avdigits' audio
+unlearnable) or ``v`` raw log-magnitude units when ``intensity_scale`` is known
+(``"raw"``, [code]), and ``vector_noise_scale * v`` for vectors [ours].
 
 Weight swaps (``has_dynamic_weights``): ``weights="uniform"`` trains the uniform twin (every
 ``w_m = 1``); ``set_weight_mode`` swaps the weights at evaluation (``Method.swap_weights``).
@@ -75,8 +76,10 @@ from robustfusion.registry import METHODS
 from robustfusion.types import Batch, FusionOutput
 
 _DEFAULT_IMAGE_SCALE = 1.0 / 255.0
-#: Fallback noise std per level, in stored (standardised) units, for spectrograms whose
-#: ``intensity_scale`` is unknown (see docs/udml.md, "Spectrogram noise": measured on avdigits).
+#: Calibrated noise std per level for spectrograms, in stored (standardised) units: level 4 at
+#: the data's own std, level 10 at 2.5x. Used by ``spectrogram_noise="calibrated"`` and when the raw
+#: log-magnitude scale is unknown (docs/udml.md, "Spectrogram noise": measured on avdigits, where
+#: the authors' raw units make the audio unlearnable).
 SPECTROGRAM_FALLBACK_SCALE = 0.25
 
 #: Option values each preset implies; an option given explicitly wins. ``paper``: the authors'
@@ -91,6 +94,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "head": "linear",
         "detach_uncertainty": False,
         "level_draw": "per_run",
+        "spectrogram_noise": "raw",
         "vector_norm": "batch",
         "map_norm": "batch",
         "fusion_form": "residual",
@@ -100,10 +104,11 @@ PRESETS: dict[str, dict[str, Any]] = {
         "beta": 1e-5,
         "coupling": "shared",
         "alpha_at": "current",
-        "dependency_momentum": 0.9,
+        "dependency_momentum": 0.0,
         "head": "linear",
         "detach_uncertainty": False,
         "level_draw": "per_run",
+        "spectrogram_noise": "calibrated",
         "vector_norm": "batch",
         "map_norm": "batch",
         "fusion_form": "residual",
@@ -122,6 +127,7 @@ _CHOICES = {
     "alpha_at": ("current", "neutral"),
     "head": ("linear", "fusion"),
     "level_draw": ("per_run", "per_epoch"),
+    "spectrogram_noise": ("calibrated", "raw"),
     "vector_norm": ("batch", "layer"),
     "map_norm": ("batch", "layer"),
     "fusion_form": ("residual", "multiplicative"),
@@ -195,6 +201,7 @@ class UDML(Method):
         max_level: int = 11,
         level_draw: str | None = None,
         vector_noise_scale: float = 0.1,
+        spectrogram_noise: str | None = None,
         spectrogram_noise_scale: float | None = None,
         vector_norm: str | None = None,
         map_norm: str | None = None,
@@ -218,6 +225,7 @@ class UDML(Method):
             "head": head,
             "detach_uncertainty": detach_uncertainty,
             "level_draw": level_draw,
+            "spectrogram_noise": spectrogram_noise,
             "vector_norm": vector_norm,
             "map_norm": map_norm,
             "fusion_form": fusion_form,
@@ -260,6 +268,7 @@ class UDML(Method):
         self.head_kind = resolved["head"]
         self.fusion_form = resolved["fusion_form"]
         self.level_draw = resolved["level_draw"]
+        self.spectrogram_noise = resolved["spectrogram_noise"]
         self.per_sample = _flag("per_sample_dependency", per_sample_dependency)
         self.use_dependency = _flag("use_dependency", use_dependency)
         self.use_estimator = _flag("use_estimator", use_estimator)
@@ -369,7 +378,9 @@ class UDML(Method):
         if kind == "spectrogram":
             if self.spectrogram_noise_scale is not None:
                 return level * self.spectrogram_noise_scale
-            return level * float(scale or SPECTROGRAM_FALLBACK_SCALE)
+            if self.spectrogram_noise == "raw" and scale:
+                return level * float(scale)  # std v in raw ln|X| units [code]
+            return level * SPECTROGRAM_FALLBACK_SCALE
         return level * self.vector_noise_scale
 
     def inject(self, batch: Batch, levels: Mapping[str, Tensor], epoch: int = 0) -> Batch:

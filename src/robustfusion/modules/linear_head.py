@@ -63,8 +63,22 @@ class ConcatLinearHead(nn.Module):
         weights: Tensor | None = None,
     ) -> tuple[Tensor, Tensor]:
         """``(fused [B, C], solo [M, B, C])``: ``solo[j] = W [0; ..; s_j z_j; ..; 0] + b``
-        (the authors' unimodal outputs), all from one matrix product."""
+        (the authors' unimodal outputs) and ``fused = sum_j W_j s_j z_j + b``, from the
+        per-modality contributions ``W_j s_j z_j`` (one batched product when the sizes agree)."""
         joined = self._inputs(features, present, weights)
-        rows = torch.cat([joined.unsqueeze(0), joined.unsqueeze(0) * self.blocks.unsqueeze(1)])
-        logits = F.linear(rows, self.linear.weight, self.linear.bias)
-        return logits[0], logits[1:]
+        weight, bias = self.linear.weight, self.linear.bias
+        sizes = list(self.dims.values())
+        if len(set(sizes)) == 1:
+            count, size = len(sizes), sizes[0]
+            parts = joined.view(joined.shape[0], count, size)
+            contributions = torch.einsum("bmd,cmd->mbc", parts, weight.view(-1, count, size))
+        else:
+            contributions = torch.stack(
+                [
+                    F.linear(part, block)
+                    for part, block in zip(
+                        joined.split(sizes, dim=1), weight.split(sizes, dim=1), strict=True
+                    )
+                ]
+            )
+        return contributions.sum(dim=0) + bias, contributions + bias
