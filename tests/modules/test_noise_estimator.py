@@ -60,8 +60,8 @@ def test_stacked_estimators_match_separate_estimators() -> None:
         for j, est in enumerate(separate):
             est.net[0].weight.copy_(stacked.weight1[j].t())
             est.net[0].bias.copy_(stacked.bias1[j, 0])
-            est.net[2].weight.copy_(stacked.weight2[j].t())
-            est.net[2].bias.copy_(stacked.bias2[j, 0])
+            est.net[2].weight.copy_(stacked.weight2[j])
+            est.net[2].bias.copy_(stacked.bias2[j])
     x = torch.rand(3, 5, 8)
     stacked.eval()
     out = stacked(x)

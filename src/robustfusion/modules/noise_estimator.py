@@ -38,8 +38,8 @@ class StackedNoiseEstimators(nn.Module):
         b1, b2 = 1.0 / math.sqrt(in_dim), 1.0 / math.sqrt(hidden)
         self.weight1 = nn.Parameter(torch.empty(count, in_dim, hidden).uniform_(-b1, b1))
         self.bias1 = nn.Parameter(torch.empty(count, 1, hidden).uniform_(-b1, b1))
-        self.weight2 = nn.Parameter(torch.empty(count, hidden, 1).uniform_(-b2, b2))
-        self.bias2 = nn.Parameter(torch.empty(count, 1, 1).uniform_(-b2, b2))
+        self.weight2 = nn.Parameter(torch.empty(count, 1, hidden).uniform_(-b2, b2))
+        self.bias2 = nn.Parameter(torch.empty(count, 1).uniform_(-b2, b2))
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
         self.dropout = dropout
@@ -53,7 +53,8 @@ class StackedNoiseEstimators(nn.Module):
         hidden = torch.baddbmm(self.bias1, pooled_sigma, self.weight1)
         if self.training and self.dropout > 0:
             hidden = fast_dropout(hidden, self.dropout)
-        out = torch.baddbmm(self.bias2, hidden, self.weight2).squeeze(-1)
+        # A product with one output column: multiply-and-sum is cheaper than a batched matmul.
+        out = (hidden * self.weight2).sum(dim=-1) + self.bias2
         return torch.exp(0.5 * out)
 
 
@@ -71,7 +72,7 @@ def fast_dropout(x: Tensor, p: float) -> Tensor:
     bits = torch.randint(-(2**63), 2**63 - 1, (words,), dtype=torch.int64, device=x.device)
     draws = bits.view(torch.int16)[: x.numel()].view(x.shape)
     keep = draws >= threshold - 32768
-    return torch.where(keep, x * (65536.0 / (65536 - threshold)), x.new_zeros(()))
+    return x * (keep * (65536.0 / (65536 - threshold)))
 
 
 def noise_level_loss(sigma_hat: Tensor, level: Tensor) -> Tensor:
