@@ -1,17 +1,20 @@
-"""Estimator response (issue 5): mean predicted noise level vs injected level on held-out data.
+"""Estimator response (issues 5, 10): mean predicted noise level vs injected level on test data.
 
 For each trained udml run (and the pe run of the same dataset and seed), every test sample gets
 noise level ``v`` (1..11) on one modality at a time, injected exactly as UDML injects it in
-training (``UDML.inject``: std ``v^2`` in 0-255 units for images, ``v`` for spectrograms,
-``0.1 v`` for vectors, pure noise at 11, with noise seeds never used in training). Reported per
-modality: UDML's mean ``sigma_hat`` and pe's mean ``sigma`` (mean over features of
-``exp(0.5 logvar)``), and Spearman's rho of each against ``v`` over the 11 levels.
+training (``UDML.inject``: std ``v^2`` in 0-255 units for images, ``v`` raw log-magnitude units
+(or the calibrated fallback) for spectrograms, ``0.1 v`` for vectors, pure noise at 11, with noise
+seeds never used in training). Reported per modality: UDML's mean ``sigma_hat`` and pe's mean
+``sigma`` (mean over features of ``exp(0.5 logvar)``), and Spearman's rho of each against ``v``
+over levels 1..10 (the requirement; pure noise at 11 is reported but not ranked).
 
     python scripts/udml_estimator_response.py --runs runs/udml --datasets avdigits mfeat \\
         --seeds 0 1 2 --json notes/udml_estimator_response.json \\
         --figure notes/udml_estimator_response.png
+    # or any trained udml run folders (e.g. from scripts/udml_checks.py):
+    python scripts/udml_estimator_response.py --run-dirs runs/udml_checks/mfeat_views-fou+mor/udml/seed0
 
-Needs the runs of ``scripts/udml_experiments.py`` (variants ``udml`` and ``pe``).
+``--runs`` reads the layout of ``scripts/udml_experiments.py`` (variants ``udml`` and ``pe``).
 """
 
 from __future__ import annotations
@@ -65,8 +68,12 @@ def response(model: MultimodalModel, injector: UDML, batch: Batch, kind: str) ->
     return curves
 
 
+#: Levels ranked for the monotonicity requirement (1..10: pure noise at 11 is reported only).
+RANKED = LEVELS[:10]
+
+
 def rho(curve: list[float]) -> float:
-    return float(spearmanr(LEVELS, curve).statistic)
+    return float(spearmanr(RANKED, curve[: len(RANKED)]).statistic)
 
 
 def plot(summary: dict[str, Any], path: Path) -> None:
@@ -111,8 +118,19 @@ def main() -> None:
     parser.add_argument("--variant", default="udml", help="the udml variant to read")
     parser.add_argument("--json", type=Path, default=Path("notes/udml_estimator_response.json"))
     parser.add_argument("--figure", type=Path, default=Path("notes/udml_estimator_response.png"))
+    parser.add_argument(
+        "--run-dirs", type=Path, nargs="*", default=None, help="udml run folders (any layout)"
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
+    if args.run_dirs:
+        for directory in args.run_dirs:
+            model, splits, _ = load_run(directory)
+            curves = response(model, model.method, full_batch(splits.test), "udml")
+            for m, curve in curves.items():
+                values = " ".join(f"{c:.2f}" for c in curve)
+                print(f"{directory} {m}: rho(1..10) {rho(curve):.3f}  sigma_hat v=1..11: {values}")
+        return
 
     summary: dict[str, Any] = {}
     for dataset in args.datasets:

@@ -1,5 +1,6 @@
 """Issue 5 experiments: static, pe, udml and its ablations, clean and under Gaussian noise.
 
+The issue-5 protocol, kept for its tables (the issue-10 checks are ``scripts/udml_checks.py``).
 Trains every (dataset, variant, seed) with the project trainer (model selection on validation),
 then evaluates the selected model on the test split clean and with Gaussian noise on each modality
 in turn (``evaluate_model(..., corruption="gaussian", target=<modality>)``). Resumable: a run whose
@@ -34,14 +35,23 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "udml-estimator-only": ("udml", {"use_dependency": False}),
     "udml-alpha-only": ("udml", {"use_estimator": False}),
     "udml-no-probabilistic": ("udml", {"probabilistic": False}),
-    # [ours] BatchNorm instead of LayerNorm in the vector heads (mfeat; no effect on maps).
-    "udml-vector-bn": ("udml", {"vector_norm": "batch"}),
-    # Control: UDML's training (noise injection, heads, losses) with uniform weights w = 1, which
-    # separates what the weights do from what noise-augmented training does.
-    "udml-uniform-weights": ("udml", {"use_dependency": False, "use_estimator": False}),
-    # A 100x stronger KL: sigma (which the detached predictor reads) must carry the noise level.
-    "udml-beta-1e-2": ("udml", {"beta": 1e-2}),
-    # [ours] Each sample's own dependency instead of the global moving average.
+    # LayerNorm instead of BatchNorm in the vector heads (mfeat; no effect on maps).
+    "udml-vector-layer": ("udml", {"vector_norm": "layer"}),
+    # The uniform twin: UDML's training (noise injection, heads, losses) with uniform weights,
+    # which separates what the weights do from what noise-augmented training does.
+    "udml-uniform-weights": ("udml", {"weights": "uniform"}),
+    # Issue 5's decoupled variant: separate unimodal heads, alpha at neutral weights (EMA).
+    "udml-decoupled": (
+        "udml",
+        {
+            "coupling": "decoupled",
+            "alpha_at": "neutral",
+            "dependency_momentum": 0.9,
+            "head": "fusion",
+            "detach_uncertainty": True,
+        },
+    ),
+    # [ours] Each sample's own dependency instead of the global value.
     "udml-per-sample-alpha": ("udml", {"per_sample_dependency": True}),
 }
 

@@ -25,9 +25,9 @@ ORDER = [
     "udml-estimator-only",
     "udml-alpha-only",
     "udml-no-probabilistic",
-    "udml-vector-bn",
+    "udml-vector-layer",
     "udml-uniform-weights",
-    "udml-beta-1e-2",
+    "udml-decoupled",
     "udml-per-sample-alpha",
 ]
 

@@ -1,16 +1,20 @@
-"""Tests of UDML (METHODS.md §3): weights, dependency, noise injection, schedule, losses, ablations."""
+"""Tests of UDML (METHODS.md §3): the authors' coupling, weights and their swaps, dependency,
+noise injection, schedule, losses, presets and options."""
 
 from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 from scipy.stats import spearmanr
 
 from robustfusion.encoders.base import build_encoder
 from robustfusion.errors import ConfigError
 from robustfusion.methods.base import MethodSpec, build_method
-from robustfusion.methods.udml import UDML
+from robustfusion.methods.udml import PAPER_TRAINING, SPECTROGRAM_FALLBACK_SCALE, UDML
 from robustfusion.model import MultimodalModel
+from robustfusion.modules.linear_head import ConcatLinearHead
+from robustfusion.modules.probabilistic import gaussian_kl_rows
 from robustfusion.registry import METHODS
 from robustfusion.types import Batch
 
@@ -24,6 +28,7 @@ SPEC = MethodSpec(
     input_kinds={"image": "image", "audio": "spectrogram", "vec": "vector"},
     input_scales={"image": 0.02},
 )
+FUSIONS = ["concat", "sum", "attention", "gated"]
 
 
 def make_spec(**changes: object) -> MethodSpec:
@@ -51,17 +56,29 @@ def make_model(spec: MethodSpec = SPEC, **options: object) -> MultimodalModel:
     return MultimodalModel(encoders, method)
 
 
-def test_registered_and_wants_spatial_maps() -> None:
+def pooled_mu(model: MultimodalModel, batch: Batch) -> dict[str, torch.Tensor]:
+    out = model(batch)
+    return {m: out.extras[f"mu/{m}"].flatten(2).mean(2) for m in ("image", "audio")} | {
+        "vec": out.extras["mu/vec"]
+    }
+
+
+def test_registered_with_dynamic_weights_and_spatial_maps() -> None:
     assert METHODS.get("udml") is UDML
-    assert UDML.wants_spatial_features
+    assert UDML.wants_spatial_features and UDML.has_dynamic_weights
     method = make_model().method
-    assert method.heads["image"].spatial and method.heads["audio"].spatial
-    assert not method.heads["vec"].spatial
+    assert set(method.map_heads) == {"image", "audio"}
+    assert method._vector_groups == [("vec",)]
+    assert isinstance(method.linear_head, ConcatLinearHead)  # the authors' classifier
+    assert method.coupling == "shared" and method.alpha_at == "current"
+    assert not method.detach_uncertainty and method.level_draw == "per_run"
 
 
-@pytest.mark.parametrize("fusion", ["concat", "sum", "attention", "gated"])
-def test_forward_with_three_modalities_and_each_fusion(fusion: str) -> None:
-    model = make_model(make_spec(fusion=fusion))
+@pytest.mark.parametrize("fusion", FUSIONS)
+@pytest.mark.parametrize("options", [{}, {"coupling": "decoupled", "alpha_at": "neutral"}])
+def test_forward_with_three_modalities_and_each_fusion(fusion: str, options: dict) -> None:
+    model = make_model(make_spec(fusion=fusion), **options)
+    assert (model.method.linear_head is not None) == (fusion in ("concat", "sum"))
     batch = make_batch()
     batch.present["vec"][:4] = False
     model.eval()
@@ -97,42 +114,104 @@ def test_weights_follow_inverse_uncertainty_times_dependency() -> None:
     )
 
 
-def test_fusion_input_is_residually_weighted() -> None:
-    model = make_model()
+@pytest.mark.parametrize("form", ["residual", "multiplicative"])
+def test_linear_head_fuses_weighted_features_and_gives_shared_unimodal_logits(form: str) -> None:
+    model = make_model(fusion_form=form)
     model.eval()
     batch = make_batch()
     out = model(batch)
     method = model.method
-    features = model.encode(batch.inputs)
-    pooled = {m: out.extras[f"mu/{m}"].flatten(2).mean(2) for m in ("image", "audio")}
-    pooled["vec"] = out.extras["mu/vec"]
-    assert torch.allclose(pooled["vec"], method.heads["vec"](features["vec"])[0])
-    fused = method.fusion(pooled, batch.present, 1.0 + out.extras["udml_weights"])
-    assert torch.allclose(out.logits, method.classifier(fused), atol=1e-5)
+    pooled = pooled_mu(model, batch)
+    w = out.extras["udml_weights"]
+    scale = 1.0 + w if form == "residual" else w
+    parts = [pooled[m] * scale[:, j : j + 1] for j, m in enumerate(MODS)]
+    linear = method.linear_head.linear
+    assert torch.allclose(out.logits, linear(torch.cat(parts, dim=1)), atol=1e-5)
+    # The authors' unimodal outputs: the same layer with the other modalities zeroed.
+    for j, m in enumerate(MODS):
+        only = [p if k == j else torch.zeros_like(p) for k, p in enumerate(parts)]
+        assert torch.allclose(out.unimodal_logits[m], linear(torch.cat(only, dim=1)), atol=1e-5)
 
 
-def test_dependency_is_a_moving_average_updated_in_training_only_and_checkpointed() -> None:
-    model = make_model(momentum=0.5)
+def test_fusion_head_option_uses_the_fusion_and_classifier_with_modalities_removed() -> None:
+    model = make_model(head="fusion")
+    model.eval()
+    batch = make_batch()
+    out = model(batch)
+    method = model.method
+    pooled = pooled_mu(model, batch)
+    scale = 1.0 + out.extras["udml_weights"]
+    assert torch.allclose(
+        out.logits, method.classifier(method.fusion(pooled, batch.present, scale)), atol=1e-5
+    )
+    for m in MODS:
+        solo = {k: batch.present[k] & (k == m) for k in MODS}
+        expected = method.classifier(method.fusion(pooled, solo, scale))
+        assert torch.allclose(out.unimodal_logits[m], expected, atol=1e-5)
+
+
+def test_dependency_is_read_at_current_weights_and_used_at_the_next_step() -> None:
+    model = make_model(dependency_momentum=0.0, use_estimator=False)
     method = model.method
     batch = make_batch()
-    assert torch.equal(method.dependency.alpha, torch.ones(3))
     model.train()
-    method.on_epoch_start(0, 10)  # clean phase
-    model(batch)
-    first = method.dependency.alpha.clone()
-    assert not torch.equal(first, torch.ones(3))
-    model(batch)
-    assert not torch.equal(method.dependency.alpha, first)
+    method.on_epoch_start(0, 10)
+    first = model(batch)
+    # Step 1 used the initial alpha (ones): equal weights.
+    assert torch.allclose(first.extras["udml_weights"], torch.ones(12, 3))
+    solo = torch.stack([first.unimodal_logits[m] for m in MODS])
+    measured = solo.detach().abs().sum(dim=2).mean(dim=1)  # the authors' calculate_a
+    assert torch.allclose(method.dependency.alpha, measured, atol=1e-5)
+    second = model(batch)
+    inverse = 1.0 / measured
+    assert torch.allclose(second.extras["udml_weights"][0], 3 * inverse / inverse.sum(), atol=1e-5)
     model.eval()
     frozen = method.dependency.alpha.clone()
     model(batch)
-    assert torch.equal(method.dependency.alpha, frozen)
+    assert torch.equal(method.dependency.alpha, frozen)  # evaluation never updates it
+
+
+def test_dependency_moving_average_and_checkpoint() -> None:
+    model = make_model(dependency_momentum=0.5)
+    method = model.method
+    batch = make_batch()
+    model.train()
+    method.on_epoch_start(0, 10)
+    model(batch)
+    first = method.dependency.alpha.clone()
+    out = model(batch)
+    solo = torch.stack([out.unimodal_logits[m] for m in MODS]).detach()
+    assert torch.allclose(
+        method.dependency.alpha, 0.5 * first + 0.5 * solo.abs().sum(2).mean(1), atol=1e-5
+    )
     state = model.state_dict()
     assert "method.dependency.alpha" in state
-    fresh = make_model(momentum=0.5)
+    fresh = make_model(dependency_momentum=0.5)
     fresh.load_state_dict(state)
     fresh.eval()
+    model.eval()
     assert torch.allclose(fresh(batch).logits, model(batch).logits)
+
+
+def test_decoupled_variant_measures_alpha_at_neutral_weights_every_k_steps() -> None:
+    model = make_model(
+        coupling="decoupled", alpha_at="neutral", dependency_momentum=0.0, dependency_every=2
+    )
+    method = model.method
+    assert method.unimodal is not None
+    batch = make_batch()
+    model.train()
+    method.on_epoch_start(0, 10)
+    out = model(batch)
+    pooled = {m: out.extras[f"mu/{m}"] for m in MODS}  # noqa: F841 (layout check below)
+    after_first = method.dependency.alpha.clone()
+    assert not torch.equal(after_first, torch.ones(3))
+    model(batch)
+    assert torch.equal(method.dependency.alpha, after_first)  # step 2: not measured
+    model(batch)
+    assert not torch.equal(method.dependency.alpha, after_first)  # step 3: measured again
+    # Unimodal logits come from separate heads, not from the shared one.
+    assert set(out.unimodal_logits) == set(MODS)
 
 
 def test_per_sample_dependency_uses_each_samples_own_alpha() -> None:
@@ -146,6 +225,38 @@ def test_per_sample_dependency_uses_each_samples_own_alpha() -> None:
     assert torch.allclose(
         out.extras["udml_weights"], 3 * inverse / inverse.sum(1, keepdim=True), atol=1e-5
     )
+
+
+@pytest.mark.parametrize("fusion", FUSIONS)
+def test_uniform_twin_and_evaluation_swaps(fusion: str) -> None:
+    spec = make_spec(fusion=fusion)
+    twin = make_model(spec, weights="uniform")
+    twin.train()
+    twin.method.on_epoch_start(8, 10)
+    batch = make_batch()
+    batch.present["vec"][:3] = False
+    out = twin(twin.method.prepare_batch(batch, training=True))
+    expected = batch.present_matrix().float() / batch.present_matrix().sum(1, keepdim=True)
+    assert torch.allclose(out.weights, expected)
+    assert torch.allclose(out.extras["udml_weights"], batch.present_matrix().float())
+
+    model = make_model(spec)
+    model.method.estimator_ready.fill_(True)
+    model.eval()
+    learned = model(batch)
+    model.method.set_weight_mode("uniform")
+    uniform = model(batch)
+    assert torch.allclose(uniform.weights, expected)
+    assert not torch.allclose(uniform.logits, learned.logits)
+    corrupted = torch.zeros(12, 3, dtype=torch.bool)
+    corrupted[:, 0] = True  # the image is corrupted in every sample
+    model.method.set_weight_mode("oracle", corrupted)
+    oracle = model(batch)
+    assert torch.allclose(oracle.weights[:, 0], torch.zeros(12))
+    assert torch.allclose(oracle.weights[3:, 1:], torch.full((9, 2), 0.5))
+    assert torch.allclose(oracle.weights[:3, 1], torch.ones(3))  # vec absent: audio gets all
+    model.method.set_weight_mode("learned")
+    assert torch.allclose(model(batch).logits, learned.logits)
 
 
 def test_noise_injection_levels_pure_noise_and_clean_rows() -> None:
@@ -167,13 +278,14 @@ def test_noise_injection_levels_pure_noise_and_clean_rows() -> None:
     pure = noisy.noise_level["vec"] == 11
     assert bool(pure.any())
     assert torch.allclose(noisy.inputs["vec"][pure], noisy_other.inputs["vec"][pure])
-    # Noise std per kind: images v^2 x intensity scale, spectrograms v, vectors 0.1 v (on 4000
-    # samples: the std of the few dozen vector entries at v = 7 of 400 samples is too noisy).
+    # Noise std per kind: images v^2 x intensity scale, spectrograms without a known scale the
+    # calibrated fallback x v, vectors 0.1 v (on 4000 samples: the std of the few dozen vector
+    # entries at v = 7 of 400 samples is too noisy).
     batch = make_batch(size=4000)
     noisy = method.prepare_batch(batch, training=True)
     for m, expected in (
         ("image", lambda v: 0.02 * v**2),
-        ("audio", float),
+        ("audio", lambda v: SPECTROGRAM_FALLBACK_SCALE * v),
         ("vec", lambda v: 0.1 * v),
     ):
         v = noisy.noise_level[m]
@@ -182,6 +294,43 @@ def test_noise_injection_levels_pure_noise_and_clean_rows() -> None:
         assert float(residual.std()) == pytest.approx(expected(7.0), rel=0.15)
     # Evaluation batches pass through untouched.
     assert method.prepare_batch(batch, training=False) is batch
+
+
+def test_spectrogram_noise_calibrated_or_in_raw_log_magnitude_units() -> None:
+    levels = torch.tensor([2.0, 5.0])
+    spec = make_spec(input_scales={"image": 0.02, "audio": 0.4})
+    calibrated = make_model(spec).method
+    assert torch.allclose(
+        calibrated.noise_std("audio", levels), SPECTROGRAM_FALLBACK_SCALE * levels
+    )
+    raw = make_model(spec, spectrogram_noise="raw").method
+    assert torch.allclose(raw.noise_std("audio", levels), 0.4 * levels)  # std v in ln|X| units
+    assert make_model(spec, preset="paper").method.spectrogram_noise == "raw"
+    # Raw units need the dataset's scale; without it the calibrated noise is used.
+    unknown = make_model(spectrogram_noise="raw").method
+    assert torch.allclose(unknown.noise_std("audio", levels), SPECTROGRAM_FALLBACK_SCALE * levels)
+    explicit = make_model(spec, spectrogram_noise="raw", spectrogram_noise_scale=0.1).method
+    assert torch.allclose(explicit.noise_std("audio", levels), 0.1 * levels)
+
+
+def test_levels_are_fixed_per_run_or_redrawn_per_epoch() -> None:
+    batch = make_batch(size=200)
+    fixed = make_model().method
+    fixed.on_epoch_start(6, 10)
+    first = fixed.prepare_batch(batch, training=True)
+    fixed.on_epoch_start(7, 10)
+    second = fixed.prepare_batch(batch, training=True)
+    assert torch.equal(first.noise_level["vec"], second.noise_level["vec"])
+    noisy = first.noise_level["vec"] > 1
+    # The levels stay, the noise itself is fresh every epoch.
+    assert not torch.equal(first.inputs["vec"][noisy], second.inputs["vec"][noisy])
+    redrawn = make_model(level_draw="per_epoch").method
+    redrawn.on_epoch_start(6, 10)
+    first = redrawn.prepare_batch(batch, training=True)
+    redrawn.on_epoch_start(7, 10)
+    assert not torch.equal(
+        first.noise_level["vec"], redrawn.prepare_batch(batch, training=True).noise_level["vec"]
+    )
 
 
 def test_clean_phase_keeps_inputs_and_alpha_only_weights() -> None:
@@ -222,7 +371,7 @@ def test_learning_rate_steps_at_seventy_percent() -> None:
     assert method.lr_scale(69, 100) == 1.0 and method.lr_scale(70, 100) == 0.1
 
 
-def test_losses_and_gradient_paths() -> None:
+def test_losses_match_per_modality_definitions() -> None:
     model = make_model(gamma=2.0, beta=0.5)
     method = model.method
     method.on_epoch_start(8, 10)
@@ -232,29 +381,46 @@ def test_losses_and_gradient_paths() -> None:
     out = model(batch)
     losses = method.losses(out, batch)
     assert set(losses) == {"ce", "unimodal_ce", "kl", "noise_mse"}
-    assert all(torch.isfinite(v) for v in losses.values())
-    # The predictor is trained by its MSE only: its input sigma and the weights are detached,
-    # so the task loss does not reach it and the MSE does not reach the representation.
+    unimodal, kl, mse = 0.0, 0.0, 0.0
+    for m in MODS:
+        seen = batch.present[m]
+        v = batch.noise_level[m][seen]
+        unimodal += F.cross_entropy(out.unimodal_logits[m][seen], batch.target[seen])
+        kl += gaussian_kl_rows(
+            out.extras[f"mu/{m}"][seen], out.extras[f"logvar/{m}"][seen], v
+        ).mean()
+        mse += F.mse_loss(out.extras[f"sigma_hat/{m}"][seen], v)
+    assert torch.allclose(losses["ce"], F.cross_entropy(out.logits, batch.target))
+    assert torch.allclose(losses["unimodal_ce"], 2.0 * unimodal, atol=1e-4)
+    assert torch.allclose(losses["kl"], 0.5 * kl, rtol=1e-4)
+    assert torch.allclose(losses["noise_mse"], 0.1 * mse, atol=1e-4)
+
+
+@pytest.mark.parametrize("detach", [False, True])
+def test_gradient_paths(detach: bool) -> None:
+    model = make_model(detach_uncertainty=detach)
+    method = model.method
+    method.on_epoch_start(8, 10)
+    model.train()
+    batch = method.prepare_batch(make_batch(), training=True)
+    out = model(batch)
+    losses = method.losses(out, batch)
     estimator = list(method.estimators.parameters())
-    logvar_weight = method.heads["vec"].logvar[0].weight
+    # [code] The task loss reaches the predictor through the weights (unless detached).
     grads = torch.autograd.grad(losses["ce"], estimator, retain_graph=True, allow_unused=True)
-    assert all(g is None for g in grads)
+    reached = any(g is not None and float(g.abs().sum()) > 0 for g in grads)
+    assert reached is not detach
+    # The MSE trains the predictor but not the representation it reads (detached sigma).
+    logvar_weight = method.map_heads["image"].logvar[0].weight
     grads = torch.autograd.grad(
         losses["noise_mse"], [*estimator, logvar_weight], retain_graph=True, allow_unused=True
     )
     assert all(g is not None for g in grads[:-1]) and grads[-1] is None
-    # The KL reaches sigma (and the reparameterised task loss too).
+    # The KL reaches sigma; the unimodal CE trains the shared head and the encoders.
     assert torch.autograd.grad(losses["kl"], logvar_weight, retain_graph=True)[0].abs().sum() > 0
-    # KL uses v of the present samples only.
-    from robustfusion.modules.probabilistic import gaussian_kl
-
-    seen = batch.present["audio"]
-    kl_audio = gaussian_kl(
-        out.extras["mu/audio"][seen],
-        out.extras["logvar/audio"][seen],
-        batch.noise_level["audio"][seen],
-    )
-    assert float(kl_audio.detach()) > 0
+    head_weight = method.linear_head.linear.weight
+    grad = torch.autograd.grad(losses["unimodal_ce"], head_weight, retain_graph=True)[0]
+    assert float(grad.abs().sum()) > 0
 
 
 def test_ablations_change_the_model() -> None:
@@ -270,10 +436,10 @@ def test_ablations_change_the_model() -> None:
     out = model(batch)
     assert torch.equal(out.extras["dependency"], torch.ones(12, 3))
 
-    model = make_model(probabilistic=False)
+    model = make_model(probabilistic=False, use_dependency=False)
     method = model.method
     model.train()
-    model.encoders.eval()  # the mlp encoder's dropout aside, nothing is sampled
+    model.encoders.eval()  # the mlp encoder's dropout aside, nothing is sampled (alpha = 1)
     method.on_epoch_start(0, 10)
     first, second = model(batch), model(batch)
     assert torch.allclose(first.logits, second.logits)
@@ -281,8 +447,28 @@ def test_ablations_change_the_model() -> None:
     assert "kl" not in losses
     losses["noise_mse"].backward()
     # The learned sigma proxy is trained by the MSE, but the encoder is not.
-    assert method.heads["image"].logvar[0].weight.grad is not None
-    assert all(p.grad is None for p in model.encoders.parameters())
+    assert method.map_heads["image"].logvar[0].weight.grad is not None
+    assert method.vector_heads[0].weight.grad is not None
+    assert all(p.grad is None or not p.grad.any() for p in model.encoders.parameters())
+
+
+def test_presets_and_training_defaults() -> None:
+    paper = make_model(preset="paper").method
+    assert (paper.gamma, paper.beta, paper.dependency.momentum) == (4.0, 1e-5, 0.0)
+    assert paper.head_kind == "linear" and not paper.detach_uncertainty
+    assert UDML.training_defaults({"preset": "paper"}) == PAPER_TRAINING
+    assert PAPER_TRAINING == {
+        "optimizer": "sgd",
+        "lr": 1e-3,
+        "momentum": 0.9,
+        "weight_decay": 1e-4,
+        "gradient_clip_val": 40.0,
+    }
+    assert UDML.training_defaults({}) == {}
+    # An explicit option wins over the preset.
+    assert make_model(preset="paper", gamma=2.5).method.gamma == 2.5
+    # The linear layer exists for concat and sum only; the preset falls back to the fusion head.
+    assert make_model(make_spec(fusion="attention"), preset="paper").method.head_kind == "fusion"
 
 
 def test_bad_options_raise_config_errors() -> None:
@@ -292,19 +478,44 @@ def test_bad_options_raise_config_errors() -> None:
         build_method("udml", SPEC, {"udml": {"clean_until": 0.8, "full_weights_from": 0.6}})
     with pytest.raises(ConfigError, match="use_dependency must be true or false"):
         build_method("udml", SPEC, {"udml": {"use_dependency": "false"}})
-    with pytest.raises(ConfigError, match="vector_norm"):
-        build_method("udml", SPEC, {"udml": {"vector_norm": "group"}})
+    for name, value in (
+        ("vector_norm", "group"),
+        ("map_norm", "instance"),
+        ("coupling", "loose"),
+        ("alpha_at", "later"),
+        ("head", "mlp"),
+        ("fusion_form", "additive"),
+        ("level_draw", "per_step"),
+        ("spectrogram_noise", "loud"),
+        ("preset", "cvpr"),
+        ("weights", "oracle"),
+    ):
+        with pytest.raises(ConfigError, match=name):
+            build_method("udml", SPEC, {"udml": {name: value}})
+    with pytest.raises(ConfigError, match="head=linear"):
+        build_method("udml", make_spec(fusion="gated"), {"udml": {"head": "linear"}})
+    with pytest.raises(ConfigError, match="dependency_every"):
+        build_method("udml", SPEC, {"udml": {"dependency_every": 0}})
+    with pytest.raises(ConfigError, match="per_sample_dependency"):
+        build_method("udml", SPEC, {"udml": {"per_sample_dependency": True, "dependency_every": 2}})
+    with pytest.raises(ConfigError, match="dependency_momentum"):
+        build_method("udml", SPEC, {"udml": {"dependency_momentum": 1.0}})
     with pytest.raises(ConfigError, match="bad options"):
         build_method("udml", SPEC, {"udml": {"no_such_option": 1}})
 
 
-def test_vector_only_and_custom_encoder_layouts() -> None:
-    spec = MethodSpec(modalities=("a", "b"), feature_dims={"a": 8, "b": 8}, num_classes=2)
+def test_vector_only_groups_and_custom_encoder_layouts() -> None:
+    spec = MethodSpec(
+        modalities=("a", "b", "c"), feature_dims={"a": 8, "b": 8, "c": 4}, num_classes=2
+    )
     method = build_method("udml", spec)
-    present = {m: torch.ones(4, dtype=torch.bool) for m in ("a", "b")}
+    assert method._vector_groups == [("a", "b"), ("c",)]
+    present = {m: torch.ones(4, dtype=torch.bool) for m in ("a", "b", "c")}
     method.eval()
     # A vector head accepts a map (pooled first).
-    out = method({"a": torch.randn(4, 8), "b": torch.randn(4, 8, 2, 2)}, present)
+    out = method(
+        {"a": torch.randn(4, 8), "b": torch.randn(4, 8, 2, 2), "c": torch.randn(4, 4)}, present
+    )
     assert out.logits.shape == (4, 2)
 
 
@@ -319,7 +530,7 @@ def test_training_teaches_the_estimator_a_monotonic_response() -> None:
         input_shapes={"a": (8,), "b": (8,)},
         input_kinds={"a": "vector", "b": "vector"},
     )
-    method = build_method("udml", spec, {"udml": {"beta": 1e-2, "clean_until": 0.0}})
+    method = build_method("udml", spec, {"udml": {"clean_until": 0.0, "level_draw": "per_epoch"}})
     encoders = {m: build_encoder(None, (8,), 16) for m in ("a", "b")}
     model = MultimodalModel(encoders, method)
     n = 256
@@ -341,8 +552,8 @@ def test_training_teaches_the_estimator_a_monotonic_response() -> None:
     model.eval()
     means = []
     with torch.no_grad():
-        for level in range(1, 12):
+        for level in range(1, 11):
             noisy = method.inject(data, {"a": torch.full((n,), float(level))}, epoch=999)
             means.append(float(model(noisy).extras["sigma_hat/a"].mean()))
-    rho = spearmanr(range(1, 12), means).statistic
+    rho = spearmanr(range(1, 11), means).statistic
     assert rho > 0.9, means

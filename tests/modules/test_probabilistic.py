@@ -7,7 +7,15 @@ import math
 import pytest
 import torch
 
-from robustfusion.modules.probabilistic import ProbabilisticHead, gaussian_kl, reparameterise
+from robustfusion.modules.probabilistic import (
+    ProbabilisticHead,
+    StackedProbabilisticHeads,
+    gaussian_kl,
+    gaussian_kl_rows,
+    kl_from_statistics,
+    kl_sufficient_statistics,
+    reparameterise,
+)
 
 
 def test_spatial_head_keeps_map_layout_and_uses_batchnorm() -> None:
@@ -80,3 +88,65 @@ def test_gaussian_kl_is_zero_at_the_prior() -> None:
     assert float(gaussian_kl(mu, logvar, 7.0)) == pytest.approx(0.0, abs=1e-6)
     with pytest.raises(ValueError, match="positive"):
         gaussian_kl(mu, logvar, 0.0)
+
+
+@pytest.mark.parametrize("norm", ["batch", "layer"])
+def test_stacked_heads_match_separate_vector_heads(norm: str) -> None:
+    torch.manual_seed(0)
+    stacked = StackedProbabilisticHeads(3, 6, 4, norm=norm)
+    separate = [ProbabilisticHead(6, 4, spatial=False, vector_norm=norm) for _ in range(3)]
+    with torch.no_grad():
+        stacked.bias.normal_()
+        if norm == "layer":
+            stacked.norm_weight.normal_()
+            stacked.norm_bias.normal_()
+        for j, head in enumerate(separate):
+            for k, branch in enumerate((head.mu, head.logvar)):
+                branch[0].weight.copy_(stacked.weight[j, :, 4 * k : 4 * k + 4].t())
+                branch[0].bias.copy_(stacked.bias[j, 0, 4 * k : 4 * k + 4])
+                if norm == "layer":
+                    branch[1].weight.copy_(stacked.norm_weight[j, 0, k])
+                    branch[1].bias.copy_(stacked.norm_bias[j, 0, k])
+    x = torch.randn(3, 10, 6)
+    mu, logvar = stacked(x)
+    assert mu.shape == logvar.shape == (3, 10, 4)
+    assert mu.is_contiguous() and logvar.is_contiguous()
+    for j, head in enumerate(separate):
+        m, lv = head(x[j])
+        assert torch.allclose(mu[j], m, atol=1e-5) and torch.allclose(logvar[j], lv, atol=1e-5)
+    # The deterministic variant feeds the logvar branch detached features only.
+    features = x.clone().requires_grad_(True)
+    _, logvar = stacked(features, detach_logvar_input=True)
+    logvar.sum().backward()
+    assert features.grad is None or float(features.grad.abs().sum()) == 0.0
+    with pytest.raises(ValueError, match="expects"):
+        stacked(torch.randn(2, 10, 6))
+    with pytest.raises(ValueError, match="norm"):
+        StackedProbabilisticHeads(2, 6, 4, norm="group")
+
+
+def test_map_head_layer_norm_option() -> None:
+    head = ProbabilisticHead(8, 5, spatial=True, map_norm="layer")
+    assert any(isinstance(m, torch.nn.GroupNorm) for m in head.modules())
+    mu, _ = head(torch.randn(2, 8, 3, 3))
+    # One group: each sample's map has ~zero mean over (C, h, w) at initialisation.
+    assert torch.allclose(mu.mean(dim=(1, 2, 3)), torch.zeros(2), atol=1e-5)
+    with pytest.raises(ValueError, match="map_norm"):
+        ProbabilisticHead(8, 5, spatial=True, map_norm="instance")
+
+
+def test_kl_from_sufficient_statistics_matches_the_direct_kl() -> None:
+    torch.manual_seed(0)
+    mu, logvar = torch.randn(4, 3, 2, 2), torch.randn(4, 3, 2, 2)
+    v = torch.tensor([1.0, 2.0, 5.0, 11.0])
+    stats = kl_sufficient_statistics(mu, logvar)
+    assert stats.shape == (4, 2)
+    direct = gaussian_kl_rows(mu, logvar, v)
+    assert torch.allclose(kl_from_statistics(stats, 12, v), direct, atol=1e-4)
+    # A stack [M, B, D] with row_dims=2, and a reused std.
+    mu, logvar = torch.randn(3, 5, 7), torch.randn(3, 5, 7)
+    v = torch.rand(3, 5) * 10 + 1
+    stats = kl_sufficient_statistics(mu, logvar, torch.exp(0.5 * logvar), row_dims=2)
+    assert torch.allclose(
+        kl_from_statistics(stats, 7, v), gaussian_kl_rows(mu, logvar, v), atol=1e-4
+    )

@@ -1,12 +1,16 @@
-"""UDML's modality dependency ``alpha`` (METHODS.md §3, [code] + [ours]).
+"""UDML's modality dependency ``alpha`` (METHODS.md §3, [code] ``main_auxi_weight_udml.py``).
 
-``alpha_m`` is the mean absolute logit of the *shared* fusion head and classifier when only
-modality ``m`` is present (every other modality removed through the fusion's presence mask:
-modality dropout), measured without gradient. The global ``alpha`` is an exponential moving
-average over training steps kept in a registered buffer (saved in checkpoints, used at evaluation)
-and all-reduced across processes under DDP [ours: the released code recomputes it per batch and
-forgets it at evaluation]. :func:`per_sample_dependency` also gives the per-sample values the
-optional per-sample variant uses.
+``alpha_m`` is the absolute logits of the *shared* fusion head with every other modality removed
+(modality dropout through the fusion's presence mask; the authors zero the other modality's
+features), summed over classes and averaged over the batch: the authors'
+``calculate_a = mean_batch(|out_a|).sum()``. :func:`solo_logits` computes those single-modality
+logits (with the fused logits in the same batched call, so that a method that trains on them gets
+its dependency for free); :func:`per_sample_dependency` reduces them without gradient.
+
+The global ``alpha`` lives in :class:`DependencyTracker`, a registered buffer (saved in
+checkpoints, used at evaluation) all-reduced across processes under DDP. Its momentum 0 keeps the
+last batch's value, as the authors do (they store ``calculate_a`` and use it at the next step); a
+positive momentum keeps an exponential moving average [ours].
 """
 
 from __future__ import annotations
@@ -18,48 +22,87 @@ from torch import Tensor, nn
 
 from robustfusion.modules.distributed import all_reduce_mean
 
+#: ``head(features, present, weights) -> logits``: a fusion head followed by its classifier.
+LogitHead = Callable[[Mapping[str, Tensor], Mapping[str, Tensor], Tensor], Tensor]
+
+
+def solo_logits(
+    head: LogitHead,
+    features: Mapping[str, Tensor],
+    present: Mapping[str, Tensor],
+    modalities: tuple[str, ...],
+    weights: Tensor,
+    include_fused: bool = False,
+) -> tuple[Tensor | None, Tensor]:
+    """Logits of ``head`` with one modality present at a time, in one batched call.
+
+    Returns ``(fused, solo)``: ``solo`` is ``[M, B, C]`` (row ``j`` = only modality ``j`` kept;
+    zeros where that modality is absent), ``fused`` the ``[B, C]`` logits with every present
+    modality when ``include_fused`` (else ``None``). Gradients flow; wrap in ``torch.no_grad``
+    for a measurement only. ``weights`` ``[B, M]`` is passed to the head for every row.
+    """
+    batch = weights.shape[0]
+    count = len(modalities)
+    blocks = count + int(include_fused)
+    device = weights.device
+    eye = torch.eye(count, dtype=torch.bool, device=device)
+    rows_present: dict[str, Tensor] = {}
+    for j, m in enumerate(modalities):
+        p = present[m].to(device)
+        solo = (eye[:, j].unsqueeze(1) & p.unsqueeze(0)).reshape(-1)  # [M*B]
+        rows_present[m] = torch.cat([p, solo]) if include_fused else solo
+    keep = torch.stack(list(rows_present.values()), dim=1).any(dim=1)
+    repeated = {m: features[m].repeat(blocks, *([1] * (features[m].dim() - 1))) for m in modalities}
+    tiled = weights.repeat(blocks, 1)
+    if bool(keep.all()):
+        logits = head(repeated, rows_present, tiled)
+    else:
+        kept = head(
+            {m: f[keep] for m, f in repeated.items()},
+            {m: p[keep] for m, p in rows_present.items()},
+            tiled[keep],
+        )
+        logits = kept.new_zeros(blocks * batch, kept.shape[1]).index_put((keep,), kept)
+    logits = logits.view(blocks, batch, -1)
+    if include_fused:
+        return logits[0], logits[1:]
+    return None, logits
+
+
+def dependency_from_solo(solo: Tensor, present: Tensor) -> Tensor:
+    """``[B, M]`` per-sample dependency ``sum_c |solo_logits|`` (0 where absent), no gradient.
+
+    ``solo`` ``[M, B, C]`` as :func:`solo_logits` returns; ``present`` ``BoolTensor[B, M]``.
+    """
+    values = solo.detach().abs().sum(dim=2).t()
+    return values * present.to(values.dtype)
+
 
 @torch.no_grad()
 def per_sample_dependency(
-    head: Callable[[Mapping[str, Tensor], Mapping[str, Tensor], Tensor], Tensor],
+    head: LogitHead,
     features: Mapping[str, Tensor],
     present: Mapping[str, Tensor],
     modalities: tuple[str, ...],
     weights: Tensor,
 ) -> Tensor:
-    """``[B, M]`` mean ``|logits|`` of ``head`` with only one modality present at a time.
+    """``[B, M]`` ``sum_c |logits|`` of ``head`` with only one modality present at a time.
 
-    ``head(features, present, weights) -> logits`` is the fusion head followed by the classifier.
     Entries for samples where a modality is absent are 0 (they are never used). All ``M`` single-
     modality passes run as one batched call over a ``M``-fold repeated batch.
     """
-    batch = next(iter(features.values())).shape[0]
-    count = len(modalities)
-    eye = torch.eye(count, dtype=torch.bool, device=weights.device)
-    # Row k*B + i is sample i with only modality k kept (absent samples are masked out below).
-    solo = {
-        m: (eye[:, j].repeat_interleave(batch) & present[m].repeat(count))
-        for j, m in enumerate(modalities)
-    }
-    keep = torch.stack([solo[m] for m in modalities], dim=1).any(dim=1)
-    repeated = {m: features[m].repeat(count, *([1] * (features[m].dim() - 1))) for m in modalities}
-    result = torch.zeros(count * batch, dtype=weights.dtype, device=weights.device)
-    if bool(keep.any()):
-        logits = head(
-            {m: f[keep] for m, f in repeated.items()},
-            {m: p[keep] for m, p in solo.items()},
-            weights.repeat(count, 1)[keep],
-        )
-        result[keep] = logits.abs().mean(dim=1).to(result.dtype)
-    return result.view(count, batch).t()
+    _, solo = solo_logits(head, features, present, modalities, weights)
+    mask = torch.stack([present[m] for m in modalities], dim=1).to(weights.device)
+    return dependency_from_solo(solo, mask).to(weights.dtype)
 
 
 class DependencyTracker(nn.Module):
-    """Exponential moving average of the global dependency ``alpha`` ``[M]`` (a registered buffer).
+    """The global dependency ``alpha`` ``[M]`` (a registered buffer).
 
     ``update(per_sample, present)`` averages the per-sample values over the samples where each
     modality is present, all-reduces (sum, count) across processes, then
-    ``alpha <- momentum * alpha + (1 - momentum) * alpha_batch``; the first update sets ``alpha``.
+    ``alpha <- momentum * alpha + (1 - momentum) * alpha_batch`` (momentum 0: the batch's value);
+    the first update sets ``alpha``.
     """
 
     def __init__(self, num_modalities: int, momentum: float = 0.9) -> None:
@@ -72,7 +115,7 @@ class DependencyTracker(nn.Module):
 
     @torch.no_grad()
     def update(self, per_sample: Tensor, present: Tensor) -> Tensor:
-        """Fold one batch into the average; ``present`` is ``BoolTensor[B, M]``. Returns ``alpha``."""
+        """Fold one batch into ``alpha``; ``present`` is ``BoolTensor[B, M]``. Returns ``alpha``."""
         mask = present.to(per_sample.dtype)
         stats = torch.stack([(per_sample * mask).sum(dim=0), mask.sum(dim=0)]).to(self.alpha.dtype)
         all_reduce_mean(stats)  # every process calls this once per step, seen or not
