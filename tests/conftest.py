@@ -5,10 +5,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import os
+
 import numpy as np
 import pytest
 import torch
 
+# One intra-op thread in this process and in every CLI subprocess a test starts (the CLI reads
+# OMP_NUM_THREADS): tests run side by side on small machines, and runs compared byte for byte
+# must use the same thread count.
+os.environ["OMP_NUM_THREADS"] = "1"
 torch.set_num_threads(1)
 
 
