@@ -230,7 +230,8 @@ def test_methods_name_prints_options_paper_and_recipe(capsys: pytest.CaptureFixt
     out = capsys.readouterr().out
     assert out.startswith("udml: ") and "follows: UDML" in out
     assert "options (--method-option udml.KEY=VALUE):" in out
-    assert "  gamma" in out and "1.0" in out
+    assert "  gamma" in out and "4.0  (from preset 'default')" in out
+    assert "presets (preset=NAME" in out and "  paper: " in out
     assert "evaluate --weights learned|uniform|oracle" in out or "weights" in out
     assert "lr" in out and "(global default)" in out or "(method's recipe)" in out
     assert main(["methods", "mwam+tmc"]) == 0

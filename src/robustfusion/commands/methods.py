@@ -35,15 +35,43 @@ def reference(factory: Any) -> str:
     return doc.strip().splitlines()[0] if doc else ""
 
 
+def presets(factory: Any) -> dict[str, dict[str, Any]]:
+    """A method's presets (``PRESETS`` of its module: preset name -> option values), if any."""
+    module = sys.modules.get(getattr(factory, "__module__", ""), None)
+    table = getattr(module, "PRESETS", None)
+    return dict(table) if isinstance(table, dict) else {}
+
+
 def options(factory: Any) -> list[tuple[str, str]]:
-    """``(name, default)`` of a method's keyword options (the spec and ``inner`` left out)."""
+    """``(name, default)`` of a method's keyword options (the spec and ``inner`` left out); an
+    option left to the preset shows the default preset's value."""
     rows = []
     parameters = list(inspect.signature(factory).parameters.values())[1:]  # after the spec
+    preset_default = next((p.default for p in parameters if p.name == "preset"), None)
+    implied = presets(factory).get(preset_default, {}) if preset_default else {}
     for p in parameters:
         if p.name == "inner" or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
             continue
-        rows.append((p.name, "required" if p.default is p.empty else repr(p.default)))
+        if p.default is p.empty:
+            value = "required"
+        elif p.default is None and p.name in implied:
+            value = f"{implied[p.name]!r}  (from preset {preset_default!r})"
+        else:
+            value = repr(p.default)
+        rows.append((p.name, value))
     return rows
+
+
+def preset_lines(factory: Any) -> list[str]:
+    """One line per preset: the option values it implies."""
+    table = presets(factory)
+    if not table:
+        return []
+    lines = ["presets (preset=NAME; an option given explicitly wins):"]
+    for name, values in table.items():
+        shown = ", ".join(f"{k}={v!r}" for k, v in values.items())
+        lines.append(f"  {name}: {shown}")
+    return lines
 
 
 def describe(name: str) -> list[str]:
@@ -63,6 +91,7 @@ def describe(name: str) -> list[str]:
         lines += [f"  {key:<{width}}  {value}" for key, value in rows]
     else:
         lines.append("options: none")
+    lines += preset_lines(factory)
     if getattr(factory, "composable", False):
         lines.append(f"wraps another method: {name}+NAME (alone it wraps static)")
     if getattr(factory, "has_dynamic_weights", False):
