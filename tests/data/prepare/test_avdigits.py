@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from robustfusion.data import espeak, load_dataset
-from robustfusion.data.datasets import avdigits
+from robustfusion.data import load_dataset
+from robustfusion.data.media import espeak
+from robustfusion.data.prepare import avdigits
 from robustfusion.errors import DataError
 from robustfusion.registry import PREPARERS
 

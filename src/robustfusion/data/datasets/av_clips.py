@@ -1,6 +1,6 @@
 """A lazy audio-visual clip dataset over a prepared folder (CREMA-D, Kinetics-Sounds).
 
-Prepared layout (written by :mod:`robustfusion.data.av_prepare`, OGM-GE's names)::
+Prepared layout (written by :mod:`robustfusion.data.prepare.av_clips`, OGM-GE's names)::
 
     ROOT/meta.json                       parameters, class names, counts, missing clips
     ROOT/index_{train,test}.csv          clip_id,label,frames of every prepared clip
@@ -29,7 +29,7 @@ import torch
 from torch import Tensor
 
 from robustfusion.data.base import DatasetInfo, DataSplits, ModalityInfo, MultimodalDataset
-from robustfusion.data.images import (
+from robustfusion.data.media.images import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     INTENSITY_SCALE,
@@ -232,7 +232,7 @@ def load_av_splits(
     """The train/val/test splits of a prepared audio-visual folder.
 
     The validation split is drawn from the prepared training clips, stratified and seeded
-    (:func:`robustfusion.data.stratified.stratified_holdout`); the test split is the official one.
+    (:func:`robustfusion.data.stratify.stratified_holdout`); the test split is the official one.
     """
     root = Path(root)
     fix = (
