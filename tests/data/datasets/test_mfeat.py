@@ -1,4 +1,5 @@
-"""The shipped mfeat dataset: shapes, train-only standardisation, stratification, determinism."""
+"""The shipped mfeat dataset: shapes, train-only standardisation, stratification, determinism,
+and TMC's protocol (its split, MinMax scaling)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,9 @@ import pytest
 import torch
 
 from robustfusion.data import load_dataset
-from robustfusion.data.datasets.mfeat import VIEWS, asset_path
+from robustfusion.data.datasets.mfeat import VIEWS, asset_path, tmc_test_rows
 from robustfusion.data.stratify import stratified_split
-from robustfusion.errors import DataError
+from robustfusion.errors import ConfigError, DataError
 
 DIMS = {"fou": 76, "fac": 216, "kar": 64, "pix": 240, "zer": 47, "mor": 6}
 
@@ -65,3 +66,43 @@ def test_view_subset_and_unknown_view() -> None:
     assert splits.info.modality_names == ("fou", "mor")
     with pytest.raises(DataError, match="unknown mfeat view 'abc'"):
         load_dataset("mfeat", views=["fou", "abc"])
+
+
+def test_tmc_split_is_theirs_1600_400_with_val_from_train() -> None:
+    test_rows = tmc_test_rows()
+    labels = np.load(asset_path(), allow_pickle=False)["y"]
+    assert test_rows.size == 400 and np.unique(test_rows).size == 400
+    assert np.bincount(labels[test_rows]).tolist() == [40] * 10
+    splits = load_dataset("mfeat", seed=1, split="tmc")
+    assert (len(splits.train), len(splits.val), len(splits.test)) == (1440, 160, 400)
+    assert torch.bincount(splits.val.targets(), minlength=10).tolist() == [16] * 10
+    other = load_dataset("mfeat", seed=2, split="tmc", val_fraction=0.2, scaling="minmax")
+    again = load_dataset("mfeat", seed=1, split="tmc", scaling="minmax")
+    assert len(other.val) == 320
+    # the test split is fixed (and, scaled on itself, identical whatever the seed)
+    assert torch.equal(again.test.arrays["mor"], other.test.arrays["mor"])
+    with pytest.raises(ConfigError, match="val_fraction applies to split=tmc only"):
+        load_dataset("mfeat", val_fraction=0.1)
+    with pytest.raises(ConfigError, match="unknown split 'x'"):
+        load_dataset("mfeat", split="x")
+
+
+def test_minmax_scaling_fits_the_training_pool_and_test_separately_as_tmc() -> None:
+    raw = np.load(asset_path(), allow_pickle=False)["zer"].astype(np.float64)
+    splits = load_dataset("mfeat", seed=0, split="tmc", scaling="minmax")
+    test = splits.test.arrays["zer"].double().numpy()
+    rows = tmc_test_rows()  # the test split keeps the asset's row order
+    lo, hi = raw[rows].min(0), raw[rows].max(0)
+    assert np.allclose(test, (raw[rows] - lo) / (hi - lo), atol=1e-5)
+    pool = torch.cat([splits.train.arrays["zer"], splits.val.arrays["zer"]])
+    assert float(pool.min()) == 0.0 and float(pool.max()) == 1.0
+    assert float(test.min()) == 0.0 and float(test.max()) == 1.0
+    trained = load_dataset("mfeat", seed=0, scaling="minmax_train")
+    train = trained.train.arrays["zer"]
+    assert torch.allclose(train.amin(0), torch.zeros(47)) and torch.allclose(
+        train.amax(0), torch.ones(47)
+    )
+    test_range = trained.test.arrays["zer"]
+    assert float(test_range.min()) < 0.0 or float(test_range.max()) > 1.0  # train statistics
+    with pytest.raises(ConfigError, match="unknown scaling 'z'"):
+        load_dataset("mfeat", scaling="z")
