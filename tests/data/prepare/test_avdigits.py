@@ -49,6 +49,10 @@ def test_tiny_build_shapes_and_standardisation(built: Path) -> None:
     with np.load(built / "avdigits.npz", allow_pickle=False) as archive:
         train_std = float(archive["image"][archive["split"] == "train"].std())
     assert image.intensity_scale == pytest.approx(1.0 / (255.0 * train_std), rel=1e-4)
+    # the log-mel holds ln(power) = 2 ln|X|: one ln-magnitude unit is 2 / std stored units
+    with np.load(built / "avdigits.npz", allow_pickle=False) as archive:
+        audio_std = float(archive["audio"][archive["split"] == "train"].astype(np.float64).std())
+    assert audio.intensity_scale == pytest.approx(2.0 / audio_std, rel=1e-4)
 
 
 @needs_espeak

@@ -66,6 +66,8 @@ def test_load_gives_stratified_val_from_train_and_the_documented_shapes(
     assert splits.info.num_classes == 6
     assert splits.info.modality("audio").shape == (1, 257, 188)
     assert splits.info.modality("visual").shape == (3, 32, 32)
+    # the spectrogram is stored as ln|X| itself: one ln-magnitude unit is one stored unit
+    assert splits.info.modality("audio").intensity_scale == 1.0
     assert splits.info.extra["default_encoders"] == {"audio": "resnet18", "visual": "resnet18"}
     item = splits.test[0]
     assert item["inputs"]["audio"].shape == (1, 257, 188)

@@ -81,6 +81,7 @@ def test_load_has_31_classes_and_three_stacked_frames(prepared: tuple[Path, dict
     assert item["inputs"]["visual"].shape == (9, 24, 24)
     assert item["inputs"]["audio"].shape == (1, 257, 625)
     assert splits.info.modality("audio").shape == (1, 257, 625)
+    assert splits.info.modality("audio").intensity_scale == 1.0
     assert sorted(set(splits.test.targets().tolist())) == [0, 3, 7]
 
 

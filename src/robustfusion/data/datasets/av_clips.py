@@ -42,6 +42,8 @@ from robustfusion.data.stratify import stratified_holdout
 from robustfusion.errors import ConfigError, DataError
 
 MODALITIES = ("audio", "visual")
+#: ``intensity_scale`` of the cached spectrograms: they hold ``ln|X|`` itself (not standardised).
+LOG_MAGNITUDE_SCALE = 1.0
 
 
 @dataclass(frozen=True)
@@ -267,7 +269,8 @@ def load_av_splits(
     info = DatasetInfo(
         name=dataset,
         modalities=(
-            ModalityInfo("audio", (1, *spec_shape), "spectrogram"),
+            # stored as log(|STFT| + 1e-7), unstandardised: one ln-magnitude unit is one unit
+            ModalityInfo("audio", (1, *spec_shape), "spectrogram", LOG_MAGNITUDE_SCALE),
             ModalityInfo("visual", (3 * frames, image_size, image_size), "image", INTENSITY_SCALE),
         ),
         num_classes=len(classes),

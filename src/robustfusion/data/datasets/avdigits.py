@@ -83,7 +83,10 @@ def load(root: Path | None, seed: int) -> DataSplits:
             ModalityInfo(
                 "image", tuple(inputs["image"].shape[1:]), "image", 1.0 / (255.0 * scales["image"])
             ),
-            ModalityInfo("audio", tuple(inputs["audio"].shape[1:]), "spectrogram"),
+            # ln(mel power) = 2 ln|X| (+ const): one ln|X| unit moves the raw value by 2
+            ModalityInfo(
+                "audio", tuple(inputs["audio"].shape[1:]), "spectrogram", 2.0 / scales["audio"]
+            ),
         ),
         num_classes=10,
         class_names=DIGIT_WORDS,
