@@ -81,6 +81,10 @@ def test_tmc_split_is_theirs_1600_400_with_val_from_train() -> None:
     assert len(other.val) == 320
     # the test split is fixed (and, scaled on itself, identical whatever the seed)
     assert torch.equal(again.test.arrays["mor"], other.test.arrays["mor"])
+    # val_fraction=0 is TMC's own setting: all 1600 rows train, validation reuses them
+    whole = load_dataset("mfeat", seed=1, split="tmc", val_fraction=0)
+    assert (len(whole.train), len(whole.val), len(whole.test)) == (1600, 1600, 400)
+    assert torch.equal(whole.train.arrays["fou"], whole.val.arrays["fou"])
     with pytest.raises(ConfigError, match="val_fraction applies to split=tmc only"):
         load_dataset("mfeat", val_fraction=0.1)
     with pytest.raises(ConfigError, match="unknown split 'x'"):

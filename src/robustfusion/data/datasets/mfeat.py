@@ -7,7 +7,9 @@ Shipped as ``data/assets/mfeat.npz`` (see ``assets/PROVENANCE.md``).
 * ``split="tmc"``: TMC's own 1600/400 train/test split (the rows of its
   ``handwritten_6views.mat``, shipped in ``data/splits/mfeat_tmc``); validation is a seeded
   stratified ``val_fraction`` (default 0.1) of TMC's training rows, which TMC trains on entirely
-  (it has no validation and reports its last epoch) [ours].
+  (it has no validation and reports its last epoch) [ours]. ``val_fraction=0`` is TMC's own
+  setting: training on all 1600 rows, "validation" being those same rows (so best-epoch selection
+  sees training accuracy only; pair it with last-epoch selection to replicate TMC exactly).
 * ``scaling="standard"`` (default): every view standardised per feature with the training
   split's mean and std. ``scaling="minmax"``: TMC's code, each view MinMax-scaled per feature to
   [0, 1] (``sklearn.preprocessing.MinMaxScaler``), *fitted separately* on the training pool
@@ -74,7 +76,8 @@ def load(
         scaling: ``standard``, ``minmax`` (TMC's code) or ``minmax_train`` (see the module doc).
         split: ``stratified`` (60/20/20 per ``seed``) or ``tmc`` (TMC's 1600/400).
         val_fraction: with ``split="tmc"``, the share of TMC's training rows held out for
-            validation (default 0.1); not used by the stratified split.
+            validation (default 0.1; 0: none, validation reuses the training rows); not used by
+            the stratified split.
     """
     chosen = _views(views)
     if scaling not in SCALINGS:
@@ -99,11 +102,14 @@ def load(
         fraction = 0.1 if val_fraction is None else float(val_fraction)
         test = tmc_test_rows()
         pool = np.setdiff1d(np.arange(labels.size), test)
-        keep, held = stratified_holdout(labels[pool].tolist(), fraction, seed)
-        if not held:
-            raise ConfigError("mfeat: split=tmc needs val_fraction > 0 (a validation split)")
-        indices = {"train": pool[keep], "val": pool[held], "test": test}
-        described = f"TMC's 1600/400; val = stratified {fraction:.0%} of its train, seed {seed}"
+        if fraction == 0.0:
+            # TMC's own protocol: no hold-out; "validation" reuses the training rows
+            indices = {"train": pool, "val": pool, "test": test}
+            described = "TMC's 1600/400; no hold-out: val = the 1600 training rows"
+        else:
+            keep, held = stratified_holdout(labels[pool].tolist(), fraction, seed)
+            indices = {"train": pool[keep], "val": pool[held], "test": test}
+            described = f"TMC's 1600/400; val = stratified {fraction:.0%} of its train, seed {seed}"
     else:
         indices = stratified_split(labels, seed)
         described = f"stratified 60/20/20 seed {seed}"
