@@ -3,6 +3,8 @@ and TMC's protocol (its split, MinMax scaling)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -110,3 +112,20 @@ def test_minmax_scaling_fits_the_training_pool_and_test_separately_as_tmc() -> N
     assert float(test_range.min()) < 0.0 or float(test_range.max()) > 1.0  # train statistics
     with pytest.raises(ConfigError, match="unknown scaling 'z'"):
         load_dataset("mfeat", scaling="z")
+
+
+def test_shipped_tmc_protocol_config_holds_tmc_hyperparameters() -> None:
+    from importlib import resources
+
+    from robustfusion.training.config import TrainConfig
+
+    path = resources.files("robustfusion").joinpath("configs", "tmc_protocol.yaml")
+    config = TrainConfig.from_yaml(Path(str(path)))
+    assert (config.dataset, config.method) == ("mfeat", "tmc")
+    assert (config.epochs, config.batch_size, config.optimizer) == (500, 200, "adam")
+    assert (config.lr, config.weight_decay) == (3e-4, 1e-5)
+    assert config.method_options["tmc"] == {"annealing_epochs": 50, "evidence": "softplus"}
+    assert config.encoders == dict.fromkeys(VIEWS, "identity")
+    splits = load_dataset(config.dataset, seed=0, **config.dataset_options)
+    assert (len(splits.train), len(splits.test)) == (1600, 400)
+    assert float(splits.test.arrays["kar"].min()) == 0.0
