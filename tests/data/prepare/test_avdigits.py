@@ -125,5 +125,6 @@ def test_other_version_must_be_rebuilt(tmp_path: Path) -> None:
         version=np.array(avdigits.VERSION + 1),
         config=np.array(json.dumps({})),
     )
-    with pytest.raises(DataError, match="force=true"):
+    with pytest.raises(DataError, match="force=true") as info:
         load_dataset("avdigits", root=tmp_path)
+    assert str(info.value).startswith(f"{tmp_path / 'avdigits.npz'} was built by avdigits version")

@@ -63,6 +63,8 @@ def load(root: Path | None, seed: int) -> DataSplits:
                 )
             arrays = {k: archive[k] for k in ("image", "audio", "y", "split", "voice", "snr_db")}
             config = json.loads(str(archive["config"]))
+    except DataError:
+        raise
     except (OSError, ValueError, KeyError) as err:
         raise DataError(
             f"{path} is unreadable ({err}): rebuild it with `{PREPARE_COMMAND} --option force=true`"
