@@ -19,7 +19,9 @@ Protocol (per ``seed``):
   mean and std of every frame of the training recordings, then brought to ``frames`` frames
   (default 32): ``fit="resample"`` (default) interpolates linearly along time (the whole word is
   kept, speaking rate normalised); ``fit="pad"`` keeps the frame rate, pads with zeros (the
-  training mean) at the end and centre-crops longer ones (1.1 % of recordings exceed 32 frames).
+  training mean) at the end and centre-crops longer ones (2.0 % of the recordings exceed 32
+  frames). Both reach the same best validation accuracy with audio alone (0.993, seed 0);
+  ``resample`` is the default because it crops no recording.
 * ``image`` ``[1, 16, 15]`` (kind ``image``): counts / 6, standardised with the scalar mean and
   std of the training images; ``intensity_scale = 1 / (255 * std)``, i.e. the full 0-6 range is
   255 intensity units, so ``gaussian`` severities are 0-255 units as for every image dataset.
