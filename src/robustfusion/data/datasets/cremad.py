@@ -1,7 +1,6 @@
 """CREMA-D: audio-visual emotion recognition, 6 classes (NEU, HAP, SAD, FEA, DIS, ANG).
 
-Raw input: the official release (``AudioWAV/<clip>.wav`` and ``VideoFlash/<clip>.flv``;
-``VideoMP4/<clip>.mp4`` is used where the ``.flv`` is absent). ``prepare`` writes the layout of
+The loader of the folder that :mod:`robustfusion.data.prepare.cremad` writes in the layout of
 OGM-GE / UDML: 1-fps JPEG frames in ``Image-01-FPS/<clip>/`` and the audio as a cached
 log-spectrogram (22.05 kHz, 3 s, n_fft 512, hop 353: 257 x 188), for the official 6698/744
 train/test lists shipped in ``data/splits/cremad`` (see its PROVENANCE.md). Validation: a seeded
@@ -15,13 +14,11 @@ import csv
 from importlib import resources
 from pathlib import Path
 
-from robustfusion.data.audio import SpectrogramConfig
-from robustfusion.data.av_dataset import load_av_splits
-from robustfusion.data.av_prepare import PrepareSettings, RawClip, default_workers, prepare_clips
 from robustfusion.data.base import DataSplits
 from robustfusion.data.cache import dataset_root
-from robustfusion.errors import DataError
-from robustfusion.registry import DATASETS, PREPARERS
+from robustfusion.data.datasets.av_clips import load_av_splits
+from robustfusion.data.media.audio import SpectrogramConfig
+from robustfusion.registry import DATASETS
 
 NAME = "cremad"
 #: Class order of OGM-GE's ``stat.csv`` (label index = position).
@@ -38,62 +35,6 @@ def split_list(split: str) -> list[tuple[str, int]]:
             if row:
                 rows.append((row[0].strip(), CLASSES.index(row[1].strip())))
     return rows
-
-
-def _find_video(raw: Path, clip: str) -> Path | None:
-    for candidate in (raw / "VideoFlash" / f"{clip}.flv", raw / "VideoMP4" / f"{clip}.mp4"):
-        if candidate.is_file():
-            return candidate
-    return None
-
-
-@PREPARERS.register(NAME, "CREMA-D release (AudioWAV/, VideoFlash/) -> 1-fps frames + spectrograms")
-def prepare(
-    raw: Path | None,
-    out: Path | None,
-    workers: int | None = None,
-    frame_size: int | None = None,
-    verbose: bool = True,
-) -> Path:
-    """Prepare the CREMA-D release in ``raw`` into ``out`` (default: the dataset cache).
-
-    Args:
-        workers: decoding processes (default: CPUs, at most 8).
-        frame_size: resize frames so that their shorter side is this (default: keep 480 x 360).
-    """
-    out = dataset_root(NAME, out)
-    command = f"robustfusion prepare {NAME} --raw RAW --out {out}"
-    if raw is None:
-        raise DataError(f"{NAME} needs the official release: run `{command}` with RAW its folder")
-    raw = Path(raw).expanduser()
-    if not (raw / "AudioWAV").is_dir():
-        raise DataError(
-            f"{raw} has no AudioWAV/ folder: pass the CREMA-D release folder (with AudioWAV/ and "
-            "VideoFlash/) as --raw"
-        )
-    listed = {split: split_list(split) for split in ("train", "test")}
-    clips: list[RawClip] = []
-    for split, rows in listed.items():
-        for clip, label in rows:
-            wav, video = raw / "AudioWAV" / f"{clip}.wav", _find_video(raw, clip)
-            if wav.is_file() and video is not None:
-                clips.append(RawClip(clip, label, split, video, wav))
-    if not clips:
-        raise DataError(
-            f"{raw} holds none of the listed CREMA-D clips (AudioWAV/<clip>.wav with "
-            "VideoFlash/<clip>.flv): check --raw"
-        )
-    settings = PrepareSettings(dataset=NAME, fps=1, frame_size=frame_size, spectrogram=SPECTROGRAM)
-    return prepare_clips(
-        clips,
-        {split: [c for c, _ in rows] for split, rows in listed.items()},
-        out,
-        settings,
-        CLASSES,
-        command,
-        workers=workers or default_workers(),
-        verbose=verbose,
-    )
 
 
 @DATASETS.register(

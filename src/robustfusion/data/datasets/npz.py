@@ -6,13 +6,21 @@ Format (DESIGN.md): ``y`` integer labels ``[N]``; optional ``split`` ``[N]`` str
 included, and are zeroed); every other array is one modality, first axis = samples, in file order.
 The kind is inferred from the per-sample rank: 0-D or 1-D -> ``vector`` (standardised per feature
 on present training samples), 2-D -> ``map``, 3-D -> ``image`` when the first axis (channels) is 1
-or 3, else ``map``. Maps and images are kept as stored; an image's ``intensity_scale`` assumes
-0-255 pixel values when its training maximum exceeds 1 and [0, 1] values otherwise.
+or 3, else ``map``. Maps and images are kept as stored.
+
+An image's value range sets its ``intensity_scale`` (one 0-255 intensity unit is ``(hi - lo) / 255``
+stored units, so ``gaussian`` severities mean the same on every image): an array
+``range_<modality>`` ``[lo, hi]`` in the file, or the option ``value_range`` (``"image:0,16"``,
+several joined by ``;``, or a mapping ``{image: [0, 16]}``; the option wins over the file). Without
+either, the range is guessed, ``[0, 255]`` when the training maximum exceeds 1 and ``[0, 1]``
+otherwise, and the guess is recorded in ``DatasetInfo.extra["notes"]`` (the CLI prints it).
 """
 
 from __future__ import annotations
 
+import math
 import zipfile
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -20,18 +28,29 @@ import numpy as np
 from robustfusion.data.arrays import SPLIT_NAMES, splits_from_arrays
 from robustfusion.data.base import DatasetInfo, DataSplits, ModalityInfo
 from robustfusion.data.stratify import stratified_split
-from robustfusion.errors import DataError
+from robustfusion.errors import ConfigError, DataError
 from robustfusion.registry import DATASETS
 
 RESERVED = ("y", "split")
 PRESENT_PREFIX = "present_"
+RANGE_PREFIX = "range_"
 
 
 @DATASETS.register(
     "npz", "your own data: an .npz with labels y, optional split, one array per modality"
 )
-def load(root: Path | None, seed: int, path: Path | None = None) -> DataSplits:
-    """Load a generic ``.npz`` file (``root`` is unused; ``path`` is the file)."""
+def load(
+    root: Path | None,
+    seed: int,
+    path: Path | None = None,
+    value_range: str | Mapping[str, object] | None = None,
+) -> DataSplits:
+    """Load a generic ``.npz`` file (``root`` is unused; ``path`` is the file).
+
+    Args:
+        value_range: value ranges of image modalities, ``"NAME:LO,HI[;NAME:LO,HI]"`` or
+            ``{NAME: [LO, HI]}``; overrides the file's ``range_<NAME>`` arrays.
+    """
     if path is None:
         raise DataError("the npz dataset needs a file: pass --data FILE.npz (or data=FILE.npz)")
     path = Path(path).expanduser()
@@ -44,6 +63,11 @@ def load(root: Path | None, seed: int, path: Path | None = None) -> DataSplits:
     split_array = raw.pop("split", None)
     presence = {
         k[len(PRESENT_PREFIX) :]: raw.pop(k) for k in list(raw) if k.startswith(PRESENT_PREFIX)
+    }
+    file_ranges = {
+        k[len(RANGE_PREFIX) :]: _range_array(k, raw.pop(k), path)
+        for k in list(raw)
+        if k.startswith(RANGE_PREFIX)
     }
     if not raw:
         raise DataError(f"{path} holds no modality arrays besides y: add one array per modality")
@@ -63,8 +87,17 @@ def load(root: Path | None, seed: int, path: Path | None = None) -> DataSplits:
             "drop them or mark at least one modality present"
         )
     split_indices = _split(split_array, labels, n, seed, path)
+    ranges = {**file_ranges, **parse_value_range(value_range)}
+    for name in ranges:
+        if name not in arrays:
+            raise DataError(
+                f"{path}: a value range is given for {name!r}, which is no modality: use one of "
+                f"{', '.join(arrays)}"
+            )
+    notes: list[str] = []
     modalities = tuple(
-        _modality_info(name, x, split_indices["train"], present[name]) for name, x in arrays.items()
+        _modality_info(name, x, split_indices["train"], present[name], ranges.get(name), notes)
+        for name, x in arrays.items()
     )
     info = DatasetInfo(
         name=path.stem,
@@ -75,6 +108,8 @@ def load(root: Path | None, seed: int, path: Path | None = None) -> DataSplits:
         extra={
             "source": str(path),
             "split": "file" if split_array is not None else f"stratified seed {seed}",
+            "value_ranges": {m.name: list(r) for m in modalities if (r := ranges.get(m.name))},
+            "notes": notes,
         },
     )
     return splits_from_arrays(arrays, labels, split_indices, info, present=present)
@@ -191,16 +226,84 @@ def _split(
     return indices
 
 
+def parse_value_range(spec: str | Mapping[str, object] | None) -> dict[str, tuple[float, float]]:
+    """``"image:0,16;depth:0,1"`` or ``{"image": [0, 16]}`` -> ``{"image": (0.0, 16.0), ...}``."""
+    if spec is None:
+        return {}
+    form = "value_range must look like NAME:LO,HI (e.g. image:0,16; several joined by ';')"
+    items: list[tuple[str, object]]
+    if isinstance(spec, Mapping):
+        items = [(str(k), v) for k, v in spec.items()]
+    elif isinstance(spec, str):
+        items = []
+        for part in filter(None, (p.strip() for p in spec.split(";"))):
+            name, sep, bounds = part.partition(":")
+            if not sep or not name.strip():
+                raise ConfigError(f"{form}, got {spec!r}")
+            items.append((name.strip(), bounds.split(",")))
+    else:
+        raise ConfigError(f"{form}, got {spec!r}")
+    out: dict[str, tuple[float, float]] = {}
+    for name, bounds in items:
+        try:
+            lo, hi = (float(b) for b in bounds)  # type: ignore[union-attr]
+        except (TypeError, ValueError):
+            raise ConfigError(f"{form}, got {name}:{bounds}") from None
+        if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+            raise ConfigError(
+                f"value range of {name!r} must be finite with LO < HI, got {lo}, {hi}"
+            )
+        out[name] = (lo, hi)
+    return out
+
+
+def _range_array(key: str, value: np.ndarray, path: Path) -> tuple[float, float]:
+    bounds = np.asarray(value, dtype=np.float64).ravel() if value.dtype.kind in "biuf" else None
+    if (
+        bounds is None
+        or bounds.size != 2
+        or not np.isfinite(bounds).all()
+        or bounds[0] >= bounds[1]
+    ):
+        raise DataError(f"{path}: {key} must hold two finite numbers [lo, hi] with lo < hi")
+    return float(bounds[0]), float(bounds[1])
+
+
 def _modality_info(
-    name: str, x: np.ndarray, train: np.ndarray, present: np.ndarray
+    name: str,
+    x: np.ndarray,
+    train: np.ndarray,
+    present: np.ndarray,
+    value_range: tuple[float, float] | None,
+    notes: list[str],
 ) -> ModalityInfo:
     shape = tuple(int(s) for s in x.shape[1:])
+    is_image = len(shape) == 3 and shape[0] in (1, 3)
+    if value_range is not None and not is_image:
+        raise DataError(
+            f"a value range is given for {name!r}, but only images (C, H, W with 1 or 3 channels) "
+            f"take one; {name!r} has per-sample shape {shape}"
+        )
     if len(shape) == 1:
         return ModalityInfo(name, shape, "vector")
-    if len(shape) == 3 and shape[0] in (1, 3):
-        rows = train[present[train]]
+    if not is_image:
+        return ModalityInfo(name, shape, "map")
+    rows = train[present[train]]
+    if value_range is None:
         peak = float(np.abs(x[rows]).max()) if rows.size else 1.0
-        return ModalityInfo(
-            name, shape, "image", intensity_scale=1.0 if peak > 1.0 else 1.0 / 255.0
+        value_range = (0.0, 255.0) if peak > 1.0 else (0.0, 1.0)
+        notes.append(
+            f"image {name!r}: value range not given; guessed [{value_range[0]:g}, "
+            f"{value_range[1]:g}] from its training maximum {peak:g} (noise severities are 0-255 "
+            f"units of that range); set range_{name}=[lo, hi] in the file or "
+            f"--dataset-option value_range={name}:LO,HI"
         )
-    return ModalityInfo(name, shape, "map")
+    elif rows.size:
+        lo, hi = float(x[rows].min()), float(x[rows].max())
+        if lo < value_range[0] or hi > value_range[1]:
+            notes.append(
+                f"image {name!r}: training values span [{lo:g}, {hi:g}], outside the given range "
+                f"[{value_range[0]:g}, {value_range[1]:g}]"
+            )
+    scale = (value_range[1] - value_range[0]) / 255.0
+    return ModalityInfo(name, shape, "image", intensity_scale=scale)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from robustfusion.data import espeak
+from robustfusion.data.media import espeak
 from robustfusion.errors import DataError
 
 needs_espeak = pytest.mark.skipif(

@@ -12,6 +12,7 @@ from fixtures_av import make_kinetics_release
 
 from robustfusion.data import load_dataset
 from robustfusion.data.datasets import kinetics_sounds as ks
+from robustfusion.data.prepare import kinetics_sounds as ks_prepare
 from robustfusion.errors import DataError
 
 pytest.importorskip("av")
@@ -38,13 +39,13 @@ def test_long_clip_id_expands_the_short_test_form() -> None:
 
 
 def test_class_names_must_map_one_to_one() -> None:
-    names = ks.class_names_from_folders([(0, "playing drums", "a"), (1, "typing", "b")])
+    names = ks_prepare.class_names_from_folders([(0, "playing drums", "a"), (1, "typing", "b")])
     assert names[:2] == ("playing drums", "typing") and names[2] == "label_02"
     assert len(names) == 31
     with pytest.raises(DataError, match=r"label 0 .* several class folders .*b in 'y'"):
-        ks.class_names_from_folders([(0, "x", "a"), (0, "y", "b")])
+        ks_prepare.class_names_from_folders([(0, "x", "a"), (0, "y", "b")])
     with pytest.raises(DataError, match=r"folder 'x' holds clips of several labels"):
-        ks.class_names_from_folders([(0, "x", "a"), (1, "x", "b")])
+        ks_prepare.class_names_from_folders([(0, "x", "a"), (1, "x", "b")])
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +53,7 @@ def prepared(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     base = tmp_path_factory.mktemp("ks")
     names = {0: "playing bagpipes", 3: "ripping paper", 7: "tapping guitar"}
     chosen = make_kinetics_release(base / "raw", labels=(0, 3, 7), class_names=names)
-    out = ks.prepare(base / "raw", base / "prepared", workers=1, verbose=False)
+    out = ks_prepare.prepare(base / "raw", base / "prepared", workers=1, verbose=False)
     return out, chosen
 
 
@@ -80,6 +81,7 @@ def test_load_has_31_classes_and_three_stacked_frames(prepared: tuple[Path, dict
     assert item["inputs"]["visual"].shape == (9, 24, 24)
     assert item["inputs"]["audio"].shape == (1, 257, 625)
     assert splits.info.modality("audio").shape == (1, 257, 625)
+    assert splits.info.modality("audio").intensity_scale == 1.0
     assert sorted(set(splits.test.targets().tolist())) == [0, 3, 7]
 
 
@@ -87,6 +89,6 @@ def test_conflicting_class_folders_stop_preparation(tmp_path: Path) -> None:
     make_kinetics_release(tmp_path / "raw", labels=(0, 1), per_class_train=1, per_class_test=0,
                           class_names={0: "same", 1: "same"})  # fmt: skip
     with pytest.raises(DataError, match="folder 'same' holds clips of several labels"):
-        ks.prepare(tmp_path / "raw", tmp_path / "out", workers=1, verbose=False)
+        ks_prepare.prepare(tmp_path / "raw", tmp_path / "out", workers=1, verbose=False)
     with pytest.raises(DataError, match="class-named clip folders"):
-        ks.prepare(tmp_path / "nothing", tmp_path / "out", verbose=False)
+        ks_prepare.prepare(tmp_path / "nothing", tmp_path / "out", verbose=False)

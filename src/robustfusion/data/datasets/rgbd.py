@@ -17,7 +17,13 @@ import torch
 from torch import Tensor
 
 from robustfusion.data.base import MultimodalDataset
-from robustfusion.data.images import IMAGENET_MEAN, IMAGENET_STD, load_image, paired_crop, to_tensor
+from robustfusion.data.media.images import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    load_image,
+    paired_crop,
+    to_tensor,
+)
 from robustfusion.errors import DataError
 
 MODALITIES = ("rgb", "depth")

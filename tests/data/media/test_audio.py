@@ -10,7 +10,7 @@ import pytest
 import torch
 from fixtures_av import tone, write_wav
 
-from robustfusion.data.audio import (
+from robustfusion.data.media.audio import (
     SpectrogramConfig,
     fit_length,
     log_spectrogram,

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from fixtures_av import tone, write_video
 
-from robustfusion.data.video import extract_audio, extract_frames, require_av
+from robustfusion.data.media.video import extract_audio, extract_frames, require_av
 from robustfusion.errors import ConfigError, DataError
 
 pytest.importorskip("av")

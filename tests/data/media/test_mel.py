@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from robustfusion.data.mel import frames_for, log_mel, mel_filterbank
+from robustfusion.data.media.mel import frames_for, log_mel, mel_filterbank
 
 
 def test_filterbank_shape_and_triangles() -> None:

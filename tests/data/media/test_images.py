@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from robustfusion.data.images import (
+from robustfusion.data.media.images import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     augment_train,

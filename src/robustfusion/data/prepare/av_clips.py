@@ -1,4 +1,4 @@
-"""Preparation of audio-visual clips into the layout of :mod:`robustfusion.data.av_dataset`.
+"""Preparation of audio-visual clips into the layout of :mod:`robustfusion.data.datasets.av_clips`.
 
 For every clip: frames at ``fps`` (PyAV, Pillow; JPEG as OGM-GE's ``ffmpeg -vf fps=1``) and the
 cached log-magnitude spectrogram (``.npy``) of its audio (a WAV file, or the clip's own audio
@@ -30,13 +30,18 @@ from robustfusion.atomic import (
     write_json,
     write_text,
 )
-from robustfusion.data.audio import (
+from robustfusion.data.datasets.av_clips import (
+    ClipEntry,
+    frame_dir_name,
+    frame_name,
+    write_index_rows,
+)
+from robustfusion.data.media.audio import (
     SpectrogramConfig,
     spectrogram_from_wav,
     spectrogram_from_waveform,
 )
-from robustfusion.data.av_dataset import ClipEntry, frame_dir_name, frame_name, write_index_rows
-from robustfusion.data.video import extract_audio, extract_frames
+from robustfusion.data.media.video import extract_audio, extract_frames
 from robustfusion.errors import ConfigError, DataError
 
 #: Version of the prepared layout; a loader refuses folders of another version.

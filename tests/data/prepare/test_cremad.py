@@ -15,6 +15,7 @@ from fixtures_av import make_cremad_release, write_wav
 from robustfusion.cli import main
 from robustfusion.data import collate, load_dataset
 from robustfusion.data.datasets import cremad
+from robustfusion.data.prepare import cremad as cremad_prepare
 from robustfusion.errors import ConfigError, DataError
 from robustfusion.registry import DATASETS, PREPARERS
 
@@ -25,7 +26,7 @@ pytest.importorskip("av")
 def prepared(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dict]:
     base = tmp_path_factory.mktemp("cremad")
     chosen = make_cremad_release(base / "raw", per_class_train=3, per_class_test=1)
-    out = cremad.prepare(base / "raw", base / "prepared", workers=1, verbose=False)
+    out = cremad_prepare.prepare(base / "raw", base / "prepared", workers=1, verbose=False)
     return base / "raw", out, chosen
 
 
@@ -65,6 +66,8 @@ def test_load_gives_stratified_val_from_train_and_the_documented_shapes(
     assert splits.info.num_classes == 6
     assert splits.info.modality("audio").shape == (1, 257, 188)
     assert splits.info.modality("visual").shape == (3, 32, 32)
+    # the spectrogram is stored as ln|X| itself: one ln-magnitude unit is one stored unit
+    assert splits.info.modality("audio").intensity_scale == 1.0
     assert splits.info.extra["default_encoders"] == {"audio": "resnet18", "visual": "resnet18"}
     item = splits.test[0]
     assert item["inputs"]["audio"].shape == (1, 257, 188)
@@ -109,7 +112,7 @@ def test_prepare_is_resumable_and_rebuilds_only_what_is_missing(
     stale.write_bytes(b"half written")
     kept = copy / "spectrograms" / f"{clip_c}.npy"
     os.utime(kept, (1_000_000, 1_000_000))
-    cremad.prepare(raw, copy, workers=1, verbose=False)
+    cremad_prepare.prepare(raw, copy, workers=1, verbose=False)
     assert (copy / "spectrograms" / f"{clip_a}.npy").is_file()
     assert len(list((copy / "Image-01-FPS" / clip_b).iterdir())) == 3
     assert not stale.exists()
@@ -119,7 +122,7 @@ def test_prepare_is_resumable_and_rebuilds_only_what_is_missing(
         np.load(out / "spectrograms" / f"{clip_a}.npy"),
     )
     with pytest.raises(ConfigError, match="prepared with other settings"):
-        cremad.prepare(raw, copy, workers=1, frame_size=16, verbose=False)
+        cremad_prepare.prepare(raw, copy, workers=1, frame_size=16, verbose=False)
 
 
 @pytest.mark.slow
@@ -127,7 +130,7 @@ def test_parallel_preparation_gives_the_same_files(
     prepared: tuple[Path, Path, dict], tmp_path: Path
 ) -> None:
     raw, out, chosen = prepared
-    par = cremad.prepare(raw, tmp_path / "par", workers=2, verbose=False)
+    par = cremad_prepare.prepare(raw, tmp_path / "par", workers=2, verbose=False)
     assert (par / "index_train.csv").read_text() == (out / "index_train.csv").read_text()
     clip = chosen["test"][0][0]
     np.testing.assert_array_equal(
@@ -164,12 +167,12 @@ def test_missing_or_malformed_prepared_files_name_the_file_and_the_fix(
 
 def test_raw_folder_errors(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="no AudioWAV/ folder"):
-        cremad.prepare(tmp_path, tmp_path / "out", verbose=False)
+        cremad_prepare.prepare(tmp_path, tmp_path / "out", verbose=False)
     (tmp_path / "AudioWAV").mkdir()
     with pytest.raises(DataError, match="none of the listed CREMA-D clips"):
-        cremad.prepare(tmp_path, tmp_path / "out", verbose=False)
+        cremad_prepare.prepare(tmp_path, tmp_path / "out", verbose=False)
     with pytest.raises(DataError, match="needs the official release"):
-        cremad.prepare(None, tmp_path / "out", verbose=False)
+        cremad_prepare.prepare(None, tmp_path / "out", verbose=False)
 
 
 def test_an_undecodable_raw_video_is_reported_and_left_out(tmp_path: Path) -> None:
@@ -177,7 +180,7 @@ def test_an_undecodable_raw_video_is_reported_and_left_out(tmp_path: Path) -> No
     bad, silent = chosen["train"][0][0], chosen["train"][1][0]
     (tmp_path / "raw" / "VideoFlash" / f"{bad}.flv").write_bytes(b"FLV\x01 broken")
     write_wav(tmp_path / "raw" / "AudioWAV" / f"{silent}.wav", np.zeros(0, np.float32), 16000)
-    out = cremad.prepare(tmp_path / "raw", tmp_path / "out", workers=1, verbose=False)
+    out = cremad_prepare.prepare(tmp_path / "raw", tmp_path / "out", workers=1, verbose=False)
     meta = json.loads((out / "meta.json").read_text())
     assert sorted(meta["failed"]) == sorted([bad, silent])
     assert f"{bad}.flv" in meta["failed"][bad]

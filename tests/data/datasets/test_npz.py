@@ -128,3 +128,45 @@ def test_missing_and_unreadable_files(tmp_path: Path) -> None:
     junk.write_bytes(b"this is not a zip archive")
     with pytest.raises(RobustFusionError, match="not a readable .npz"):
         load_dataset(data=junk)
+
+
+def test_image_value_range_from_the_file_or_the_option(tmp_path: Path) -> None:
+    arrays = _base()
+    arrays["img"] = np.random.default_rng(1).integers(0, 17, (60, 1, 6, 6)).astype(np.float32)
+    guessed = load_dataset(data=_write(tmp_path / "g.npz", **arrays)).info
+    # sklearn digits (0-16): the guess is 0-255, and it is said so
+    assert guessed.modality("img").intensity_scale == 1.0
+    (note,) = guessed.extra["notes"]
+    assert "'img'" in note and "guessed [0, 255]" in note and "maximum 16" in note
+    assert "value_range=img:LO,HI" in note
+    in_file = load_dataset(
+        data=_write(tmp_path / "f.npz", range_img=np.array([0.0, 16.0]), **arrays)
+    ).info
+    assert in_file.modality("img").intensity_scale == pytest.approx(16.0 / 255.0)
+    assert in_file.extra["notes"] == [] and in_file.extra["value_ranges"] == {"img": [0.0, 16.0]}
+    assert "range_img" not in in_file.modality_names
+    # the option overrides the file; several modalities are joined by ';'
+    option = load_dataset(data=tmp_path / "f.npz", value_range="img:-1,1").info
+    assert option.modality("img").intensity_scale == pytest.approx(2.0 / 255.0)
+    assert "outside the given range [-1, 1]" in option.extra["notes"][0]
+    mapping = load_dataset(data=tmp_path / "g.npz", value_range={"img": [0, 1]}).info
+    assert mapping.modality("img").intensity_scale == pytest.approx(1.0 / 255.0)
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        ("img", "NAME:LO,HI"),
+        ("img:0", "NAME:LO,HI"),
+        ("img:5,1", "LO < HI"),
+        ("tab:0,1", "only images"),
+        ("nope:0,1", "no modality"),
+    ],
+)
+def test_bad_value_ranges_are_one_line_errors(tmp_path: Path, option: str, message: str) -> None:
+    path = _write(tmp_path / "d.npz", **_base())
+    with pytest.raises(RobustFusionError, match=message) as info:
+        load_dataset(data=path, value_range=option)
+    assert "\n" not in str(info.value)
+    with pytest.raises(DataError, match=r"range_img must hold two finite numbers"):
+        load_dataset(data=_write(tmp_path / "b.npz", range_img=np.array([3.0, 1.0]), **_base()))

@@ -14,6 +14,7 @@ from fixtures_av import write_png
 
 from robustfusion.data import load_dataset
 from robustfusion.data.datasets import nyudv2
+from robustfusion.data.prepare import nyudv2 as nyudv2_prepare
 from robustfusion.errors import ConfigError, DataError
 
 SCENES = ["bedroom", "kitchen", "study", "bathroom", "bedroom", "basement", "office", "kitchen",
@@ -56,7 +57,7 @@ def test_scene_classes() -> None:
 
 def test_prepare_writes_qmf_paired_layout_and_loads(tmp_path: Path) -> None:
     write_fake_release(tmp_path / "raw")
-    out = nyudv2.prepare(tmp_path / "raw", tmp_path / "nyud", verbose=False)
+    out = nyudv2_prepare.prepare(tmp_path / "raw", tmp_path / "nyud", verbose=False)
     pngs = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.png"))
     assert "train/bedroom/0001.png" in pngs and "train/others/0003.png" in pngs
     assert "test/others/0010.png" in pngs and len(pngs) == 12
@@ -70,13 +71,13 @@ def test_prepare_writes_qmf_paired_layout_and_loads(tmp_path: Path) -> None:
     meta = json.loads((out / "meta.json").read_text())
     assert sum(meta["counts"]["train"].values()) == 8 and sum(meta["counts"]["test"].values()) == 4
     mtime = (out / "train" / "kitchen" / "0002.png").stat().st_mtime_ns
-    nyudv2.prepare(tmp_path / "raw", out, verbose=False)  # resumable: nothing rewritten
+    nyudv2_prepare.prepare(tmp_path / "raw", out, verbose=False)  # resumable: nothing rewritten
     assert (out / "train" / "kitchen" / "0002.png").stat().st_mtime_ns == mtime
 
     (out / nyudv2.UNFINISHED).write_text("{}")  # as an interrupted run leaves it
     with pytest.raises(DataError, match=r"did not finish: run `robustfusion prepare nyudv2"):
         nyudv2.load(out, 0)
-    nyudv2.prepare(tmp_path / "raw", out, verbose=False)
+    nyudv2_prepare.prepare(tmp_path / "raw", out, verbose=False)
     assert not (out / nyudv2.UNFINISHED).exists()
     splits = load_dataset("nyudv2", root=out, seed=0, image_size=12)
     assert splits.info.modality_names == ("rgb", "depth")
@@ -96,11 +97,11 @@ def test_missing_h5py_or_files_give_one_line_fixes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with pytest.raises(DataError, match=r"nyu_depth_v2_labeled\.mat is missing"):
-        nyudv2.prepare(tmp_path, tmp_path / "out", verbose=False)
+        nyudv2_prepare.prepare(tmp_path, tmp_path / "out", verbose=False)
     (tmp_path / nyudv2.LABELED_FILE).write_bytes(b"not hdf5")
     monkeypatch.setitem(sys.modules, "h5py", None)
     with pytest.raises(ConfigError, match=r"needs h5py: pip install"):
-        nyudv2.prepare(tmp_path, tmp_path / "out", verbose=False)
+        nyudv2_prepare.prepare(tmp_path, tmp_path / "out", verbose=False)
     with pytest.raises(DataError, match=r"train is missing: run `robustfusion prepare nyudv2"):
         nyudv2.load(tmp_path / "none", 0)
 
