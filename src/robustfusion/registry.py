@@ -83,7 +83,7 @@ _BUILTIN_MODULES: dict[str, str] = {
     "fusion": "robustfusion.modules.fusion",
     "dataset": "robustfusion.data.datasets",
     "corruption": "robustfusion.data.corruptions",
-    "prepare step": "robustfusion.data.datasets",
+    "prepare step": "robustfusion.data.prepare",
 }
 
 METHODS: Registry = Registry("method")
@@ -92,7 +92,7 @@ FUSIONS: Registry = Registry("fusion")
 DATASETS: Registry = Registry("dataset")
 CORRUPTIONS: Registry = Registry("corruption")
 #: ``prepare`` steps: name -> ``fn(raw: Path | None, out: Path | None, **options) -> Path`` (the
-#: prepared folder); registered next to the dataset they prepare, in ``data/datasets/``.
+#: prepared folder); one module per dataset in ``data/prepare/``.
 PREPARERS: Registry = Registry("prepare step")
 
 
