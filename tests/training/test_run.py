@@ -265,3 +265,12 @@ def test_dataset_notes_are_logged_once(
     finally:
         logger.removeHandler(collect)
     assert collect.messages == ["image value range guessed as 0-16"]
+
+
+def test_selection_last_keeps_the_last_epoch(tiny_npz: Path, tmp_path: Path) -> None:
+    metrics = train(
+        _config(tiny_npz, tmp_path / "last", epochs=4, selection="last"), progress=False
+    )
+    assert metrics["best_epoch"] == 3
+    with pytest.raises(ConfigError, match="unknown selection"):
+        _config(tiny_npz, tmp_path / "bad", selection="first").resolved()

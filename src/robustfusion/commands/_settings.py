@@ -144,6 +144,13 @@ SETTINGS: tuple[Setting, ...] = (
         metavar="NAME",
         choices=OPTIMIZERS,
     ),
+    Setting(
+        "selection",
+        "which epoch's weights the run keeps: best_val (best validation accuracy) or last",
+        "optimisation",
+        metavar="WHICH",
+        choices=("best_val", "last"),
+    ),
     Setting("lr", "base learning rate", "optimisation", kind="float", metavar="LR"),
     Setting("weight_decay", "weight decay", "optimisation", kind="float", metavar="WD"),
     Setting("momentum", "SGD momentum", "optimisation", kind="float", metavar="M"),

@@ -20,19 +20,23 @@ CHECKPOINT_EVERY_S = 30.0
 
 
 class BestModel(L.Callback):
-    """Keeps the weights of the epoch with the best validation accuracy (ties: the earlier epoch).
+    """Keeps the weights of the epoch with the best validation accuracy (ties: the earlier epoch),
+    or with ``selection="last"`` those of the last epoch offered.
 
     Its state (best accuracy, epoch and weights) is saved in ``last.ckpt``, so a resumed run
     selects exactly the model an uninterrupted run would.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, selection: str = "best_val") -> None:
+        if selection not in ("best_val", "last"):
+            raise ConfigError(f"unknown selection {selection!r}: choose best_val or last")
+        self.selection = selection
         self.best_accuracy = float("-inf")
         self.best_epoch = -1
         self.best_state: dict[str, torch.Tensor] = {}
 
     def update(self, epoch: int, accuracy: float, module: L.LightningModule) -> None:
-        if accuracy > self.best_accuracy:
+        if self.selection == "last" or accuracy > self.best_accuracy:
             self.best_accuracy = accuracy
             self.best_epoch = epoch
             self.best_state = {

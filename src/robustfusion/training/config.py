@@ -21,6 +21,10 @@ from robustfusion.atomic import write_text
 from robustfusion.errors import ConfigError
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
+#: Which epoch's weights a run keeps: the best validation accuracy (ties: the earlier epoch, and
+#: only epochs the method allows, e.g. UDML's full-weights phase), or the last epoch (what TMC's
+#: and UDML's released code report).
+SELECTIONS = ("best_val", "last")
 #: Settings a method's recipe may not set: what to train on, which method, where, which seed.
 NOT_RECIPE = frozenset(
     {"dataset", "data", "data_root", "dataset_options", "modalities", "method", "method_options",
@@ -67,6 +71,7 @@ class TrainConfig:
     epochs: int = 30
     batch_size: int = 64
     eval_batch_size: int = 256
+    selection: str = "best_val"
     optimizer: str = "adam"
     lr: float = 1e-3
     weight_decay: float = 1e-4
@@ -222,6 +227,10 @@ class TrainConfig:
             raise ConfigError(f"lr must be positive, got {self.lr}")
         if self.weight_decay < 0:
             raise ConfigError(f"weight_decay must be >= 0, got {self.weight_decay}")
+        if self.selection not in SELECTIONS:
+            raise ConfigError(
+                f"unknown selection {self.selection!r}: choose one of {', '.join(SELECTIONS)}"
+            )
         if self.optimizer not in OPTIMIZERS:
             raise ConfigError(
                 f"unknown optimizer {self.optimizer!r}: choose one of {', '.join(OPTIMIZERS)}"

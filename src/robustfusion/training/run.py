@@ -431,7 +431,7 @@ def _fit_and_test(
         last.parent.mkdir(parents=True, exist_ok=True)
         config.to_yaml(workdir / CONFIG_FILE)  # first: from now on the folder is a run
         previous_log = read_rows(workdir / LOG_FILE) if checkpoint is not None else []
-        best = BestModel()
+        best = BestModel(config.selection)
         started = time.perf_counter()
         with _quiet_lightning(), _sigint_restored():
             trainer = _trainer(config, workdir, [best, EpochEnd(best, last), tracker], progress)
@@ -489,7 +489,7 @@ def _train_other_rank(config: TrainConfig, resume: bool, progress: bool) -> dict
     data = MultimodalDataModule(
         splits, config.batch_size, config.eval_batch_size, config.seed, config.num_workers
     )
-    best = BestModel()
+    best = BestModel(config.selection)
     with _quiet_lightning():
         trainer = _trainer(config, out, [best, EpochEnd(best, checkpoint)], progress)
         trainer.fit(
