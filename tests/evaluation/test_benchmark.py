@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -347,3 +348,27 @@ def test_parallel_jobs_give_the_same_results(tmp_path: Path) -> None:
         tables.append(sorted(tuple(sorted(r.items())) for r in rows))
     assert tables[0] == tables[1] and len(tables[0]) > 8
     assert (tmp_path / "jobs2" / "runs" / "modality_dropout-s1" / "model.pt").is_file()
+
+
+def test_random_corruptions_average_over_noise_draws(tmp_path: Path) -> None:
+    grid = Grid(severities={"gaussian": (0.0, 2.0)}, modality_targets=(), max_missing_subsets=1)
+    rows = {}
+    for draws in (1, 3):
+        fake = FakeBackend()
+        out = tmp_path / f"draws{draws}"
+        config = BenchmarkConfig(
+            methods=("static",), seeds=(0,), out=out, base=TrainConfig(dataset="toy"),
+            grid=dataclasses.replace(grid, noise_draws=draws),
+        )  # fmt: skip
+        Benchmark(config, fake.backend(), progress=False).run()
+        # clean once, gaussian all and each `draws` times each, the (not random) missing subset once
+        assert len(fake.evaluated) == 1 + 2 * draws + 1
+        rows[draws] = {
+            (r["corruption"], r["target"]): float(r["accuracy"])
+            for r in ResultsTable(out / "results.csv").records()
+        }
+    single = [FakeBackend().evaluate("m", [_splits().test.__getitems__(list(range(20)))], INFO,
+              [lambda b, s=s: corrupt_level(b, INFO, "gaussian", 2.0, "all", s)])[0]["accuracy"]
+              for s in (0, 1, 2)]  # fmt: skip
+    assert rows[3][("gaussian", "all")] == pytest.approx(sum(single) / 3)
+    assert rows[1][("gaussian", "all")] == pytest.approx(single[0])

@@ -424,12 +424,16 @@ class Benchmark:
         groups: dict[tuple[str, str, str], list[Cell]] = {}
         for cell, mode in todo:
             groups.setdefault((cell.corruption, cell.target, mode), []).append(cell)
-        for (_, _, mode), group in groups.items():
-            transforms = [self._transform(info, cell) for cell in group]
+        grid = self.config.grid
+        for (corruption, _, mode), group in groups.items():
+            draws = grid.noise_draws if corruption in RANDOM_CORRUPTIONS else 1
+            seeds = [grid.eval_seed + k for k in range(draws)]
+            transforms = [self._transform(info, cell, seed) for cell in group for seed in seeds]
             results = backend.evaluate(
-                model, batches, info, transforms, weights=mode, seed=self.config.grid.eval_seed
+                model, batches, info, transforms, weights=mode, seed=grid.eval_seed
             )
-            for cell, metrics in zip(group, results, strict=True):
+            for i, cell in enumerate(group):
+                metrics = average_metrics(results[i * draws : (i + 1) * draws])
                 self._record(identity, cell, mode, metrics)
                 if cell.corruption == CLEAN:
                     self._copy_clean(self.results.rows[_key(identity, cell, mode)], info)
@@ -441,8 +445,9 @@ class Benchmark:
                "severity": float(cell.severity), "target": cell.target, "weights": mode}  # fmt: skip
         self.results.add(row)
 
-    def _transform(self, info: DatasetInfo, cell: Cell) -> Callable[[Batch], Batch] | None:
-        seed = self.config.grid.eval_seed
+    def _transform(
+        self, info: DatasetInfo, cell: Cell, seed: int
+    ) -> Callable[[Batch], Batch] | None:
         if cell.corruption == CLEAN:
             return None
         if cell.corruption == MISSING_SUBSET:
@@ -526,6 +531,7 @@ class Benchmark:
                 "skipped": config.grid.skipped(info),
                 "missing_subsets": [c.target for c in cells if c.corruption == MISSING_SUBSET],
                 "eval_seed": config.grid.eval_seed,
+                "noise_draws": config.grid.noise_draws,
             },
             "base_config": {
                 k: v for k, v in config.base.to_dict().items() if k not in ("out", "method", "seed")
@@ -535,6 +541,25 @@ class Benchmark:
             "threads_per_job": config.threads_per_job,
             "runs": dict(previous.get("runs", {})),
         }
+
+
+#: Corruptions whose draws depend on the evaluation seed (averaged over ``Grid.noise_draws``).
+RANDOM_CORRUPTIONS = ("gaussian", "salt_pepper", "missing")
+
+
+def average_metrics(draws: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The mean of several evaluations of one cell (accuracy, macro-F1, ECE, per-modality
+    weights and unimodal accuracies); ``num_samples`` is that of one draw."""
+    if len(draws) == 1:
+        return draws[0]
+    out: dict[str, Any] = {"num_samples": draws[0].get("num_samples", "")}
+    for key in ("accuracy", "macro_f1", "ece"):
+        out[key] = float(sum(d[key] for d in draws) / len(draws))
+    for key in ("mean_weight", "unimodal_accuracy"):
+        names = draws[0].get(key) or {}
+        out[key] = {m: float(sum(d[key][m] for d in draws) / len(draws)) for m in names}
+    out["noise_draws"] = len(draws)
+    return out
 
 
 def _key(identity: dict[str, Any], cell: Cell, mode: str) -> Any:
