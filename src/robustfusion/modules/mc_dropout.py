@@ -227,7 +227,7 @@ class StackedHeads:
             keep_z.unsqueeze(2).to(weight.dtype) * scale
         )
         classifier = dropped * self.norm_weight[:, None, None, :]
-        bias = torch.matmul(dropped, self.norm_bias[:, None, :, None]).squeeze(-1)
+        bias = (dropped * self.norm_bias[:, None, None, :]).sum(-1)
         bias = bias + self.classifier_bias.unsqueeze(1)  # [G, T, K]
         if x.dim() == 3:
             return _shared_input_passes(
@@ -297,17 +297,17 @@ def _shared_input_passes(
         index.unsqueeze(2).expand(groups, samples, batch, width),
     )
     base_c = products[..., in_dim:].view(groups, batch, samples, -1).transpose(1, 2)
+    # x_t against [W_tᵀW_t | (C_t W_t)ᵀ | mean_S W_t], one product: [G, T, B, n + K + 1]
+    ones = torch.full_like(classifier[:, :, :1], 1.0 / out_dim)  # [G, T, 1, S]
+    left = torch.cat([w_drop.transpose(-1, -2), classifier, ones], dim=2)  # [G, T, n + K + 1, S]
+    products_x = torch.matmul(x_drop, torch.matmul(left, w_drop).transpose(-1, -2))
+    gram_x, cw_x, mean_x = products_x.split([width, classifier.shape[2], 1], dim=-1)
     # mean and second moment over S of pre_t = base − x_t W_tᵀ
-    mean = base.mean(-1).unsqueeze(1) - torch.matmul(x_drop, w_drop.mean(-2).unsqueeze(-1))[..., 0]
-    gram = torch.matmul(w_drop.transpose(-1, -2), w_drop)  # [G, T, n, n]
+    mean = base.mean(-1).unsqueeze(1) - mean_x[..., 0]  # [G, T, B]
     square = (
-        base.pow(2).mean(-1).unsqueeze(1)
-        - 2.0 / out_dim * (x_drop * base_w).sum(-1)
-        + (torch.matmul(x_drop, gram) * x_drop).sum(-1) / out_dim
+        base.pow(2).mean(-1).unsqueeze(1) + ((gram_x - 2.0 * base_w) * x_drop).sum(-1) / out_dim
     )
     inv_std = torch.rsqrt((square - mean.pow(2)).clamp_min(0.0) + eps)  # [G, T, B]
     # C_t pre_t = base C_tᵀ − x_t (C_t W_t)ᵀ; C_t (mean 1) = mean · rowsum(C_t)
-    cw = torch.matmul(classifier, w_drop)  # [G, T, K, n]
-    projected = base_c - torch.matmul(x_drop, cw.transpose(-1, -2))
-    centred = projected - mean.unsqueeze(-1) * classifier.sum(-1).unsqueeze(2)
+    centred = base_c - cw_x - mean.unsqueeze(-1) * classifier.sum(-1).unsqueeze(2)
     return centred * inv_std.unsqueeze(-1) + classifier_bias.unsqueeze(2)
