@@ -307,9 +307,7 @@ class DMSForVision2Seq(nn.Module):
             pooled_image = tokens.float().mean(dim=1)
             text_weight = is_text.unsqueeze(-1).to(torch.float32)
             pooled_text = (text.float() * text_weight).sum(1) / text_weight.sum(1).clamp_min(1.0)
-            consistency = semantic_consistency(
-                torch.stack([pooled_image, pooled_text], 1), present
-            )
+            consistency = semantic_consistency(torch.stack([pooled_image, pooled_text], 1), present)
         weights = self.scheduler(confidence, uncertainty, consistency, present)
         return DMSSignals(weights, confidence, uncertainty, consistency)
 

@@ -318,13 +318,18 @@ class DMS(Method):
             StackedHeads.of([self.heads[self.modalities[i]] for i in group])  # type: ignore[misc]
             for group in self._groups
         ]
-        z_stack, logits = self._heads(stacks, features)  # [B, M, S], [B, M, K]
+        inputs = [torch.stack([features[self.modalities[i]] for i in g]) for g in self._groups]
+        # x Wᵀ of the projectors, shared by the heads and their MC passes (without dropout)
+        projections = None
+        if not self.training:
+            projections = [s.projection(x) for s, x in zip(stacks, inputs, strict=True)]
+        z_stack, logits = self._heads(stacks, inputs, projections)  # [B, M, S], [B, M, K]
         zero = torch.zeros((), dtype=z_stack.dtype, device=z_stack.device)
         extras: dict[str, Tensor] = {"shared": z_stack, "present": mask}
         if self.effective_weight_mode() == "learned":
             passes = self._encoder_passes(features, mc_features, encoded)
             with self._signal_grad():
-                uncertainty = self._uncertainty(stacks, features, passes, mc_masks)
+                uncertainty = self._uncertainty(stacks, inputs, projections, passes, mc_masks)
             signal_logits = logits.detach() if self.detach_signals else logits
             confidence = torch.where(mask, CONFIDENCES[self.confidence_kind](signal_logits), zero)
             uncertainty = torch.where(mask, uncertainty, zero)
@@ -351,23 +356,28 @@ class DMS(Method):
         )
 
     def _heads(
-        self, stacks: Sequence[StackedHeads], features: Mapping[str, Tensor]
+        self,
+        stacks: Sequence[StackedHeads],
+        inputs: Sequence[Tensor],
+        projections: Sequence[Tensor] | None,
     ) -> tuple[Tensor, Tensor]:
         """``(z [B, M, S], logits [B, M, K])`` of every head, one batched pass per group."""
-        z: list[Tensor] = []
-        logits: list[Tensor] = []
-        order: list[int] = []
-        for group, stacked in zip(self._groups, stacks, strict=True):
-            x = torch.stack([features[self.modalities[i]] for i in group])
-            z_g, logits_g = stacked.forward(x, self.training)
-            z.extend(z_g.unbind(0))
-            logits.extend(logits_g.unbind(0))
-            order.extend(group)
+        outputs = [
+            stacked.forward(x, self.training, None if projections is None else projections[i])
+            for i, (stacked, x) in enumerate(zip(stacks, inputs, strict=True))
+        ]
+        z = self._in_order([out[0] for out in outputs])
+        logits = self._in_order([out[1] for out in outputs])
+        return z.transpose(0, 1), logits.transpose(0, 1)
+
+    def _in_order(self, values: list[Tensor]) -> Tensor:
+        """Per-group values ``[G, ...]`` joined into ``[M, ...]`` in modality order."""
+        joined = values[0] if len(values) == 1 else torch.cat(values)
+        order = [i for group in self._groups for i in group]
+        if order == sorted(order):
+            return joined
         position = sorted(range(len(order)), key=order.__getitem__)
-        return (
-            torch.stack([z[j] for j in position], dim=1),
-            torch.stack([logits[j] for j in position], dim=1),
-        )
+        return joined.index_select(0, torch.tensor(position, device=joined.device))
 
     def _encoder_passes(
         self,
@@ -392,18 +402,17 @@ class DMS(Method):
     def _uncertainty(
         self,
         stacks: Sequence[StackedHeads],
-        features: Mapping[str, Tensor],
+        inputs: Sequence[Tensor],
+        projections: Sequence[Tensor] | None,
         passes: Mapping[str, Tensor] | None,
         mc_masks: Mapping[str, HeadMasks] | None,
     ) -> Tensor:
         """MC-dropout uncertainty ``[B, M]`` from ``T`` passes of the heads (over the features,
         or over the stochastic encoder passes when given)."""
-        source = features if passes is None else passes
         columns: list[Tensor] = []
-        order: list[int] = []
-        for group, stacked in zip(self._groups, stacks, strict=True):
-            names = [self.modalities[i] for i in group]
-            x = torch.stack([source[m] for m in names])  # [G, B, D] or [G, T, B, D]
+        for i, (group, stacked) in enumerate(zip(self._groups, stacks, strict=True)):
+            names = [self.modalities[j] for j in group]
+            x = inputs[i] if passes is None else torch.stack([passes[m] for m in names])
             if mc_masks is None:
                 masks = stacked.sample_masks(self.samples, device=x.device)
             else:
@@ -411,11 +420,10 @@ class DMS(Method):
                     torch.stack([mc_masks[m][0] for m in names]).to(x.device),
                     torch.stack([mc_masks[m][1] for m in names]).to(x.device),
                 )
-            mc_logits = stacked.mc_logits(x, masks)  # [G, T, B, K]
-            columns.extend(mc_dropout_uncertainty(mc_logits.transpose(0, 1)).unbind(0))
-            order.extend(group)
-        position = sorted(range(len(order)), key=order.__getitem__)
-        return torch.stack([columns[j] for j in position], dim=1)
+            projection = None if projections is None or passes is not None else projections[i]
+            mc_logits = stacked.mc_logits(x, masks, projection)  # [G, T, B, K]
+            columns.append(mc_dropout_uncertainty(mc_logits.transpose(0, 1)))  # [G, B]
+        return self._in_order(columns).transpose(0, 1)
 
     def losses(self, output: FusionOutput, batch: Batch) -> dict[str, Tensor]:
         """Fused CE, the unimodal CEs (present samples only) and the weight-consistency loss."""

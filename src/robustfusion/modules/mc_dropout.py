@@ -181,15 +181,21 @@ class StackedHeads:
         normed = F.layer_norm(pre, pre.shape[-1:], eps=self.eps)
         return normed * self.norm_weight.view(shape) + self.norm_bias.view(shape)
 
-    def forward(self, x: Tensor, dropout: bool = False) -> tuple[Tensor, Tensor]:
+    def projection(self, x: Tensor) -> Tensor:
+        """``x Wᵀ`` of the projectors (no bias), ``[G, B, S]`` for ``x [G, B, D]``."""
+        return torch.bmm(x, self.projector_weight.transpose(1, 2))
+
+    def forward(
+        self, x: Tensor, dropout: bool = False, projection: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
         """``(z [G, B, S], logits [G, B, K])`` of ``x [G, B, D]``; per-element dropout when
-        ``dropout`` (training), none otherwise."""
+        ``dropout`` (training), none otherwise. ``projection`` reuses :meth:`projection` of
+        ``x`` (without dropout)."""
         if dropout:
             x = F.dropout(x, self.p, training=True)
-        pre = torch.baddbmm(
-            self.projector_bias.unsqueeze(1), x, self.projector_weight.transpose(1, 2)
-        )
-        z = self._norm(pre)
+        if projection is None or dropout:
+            projection = self.projection(x)
+        z = self._norm(projection + self.projector_bias.unsqueeze(1))
         hidden = F.dropout(z, self.p, training=True) if dropout else z
         logits = torch.baddbmm(
             self.classifier_bias.unsqueeze(1), hidden, self.classifier_weight.transpose(1, 2)
@@ -211,103 +217,120 @@ class StackedHeads:
             torch.rand((groups, samples, shared), device=device, generator=generator) < keep,
         )
 
-    def mc_logits(self, x: Tensor, masks: HeadMasks) -> Tensor:
+    def mc_logits(self, x: Tensor, masks: HeadMasks, projection: Tensor | None = None) -> Tensor:
         """Unimodal logits ``[G, T, B, K]`` of ``T`` passes under ``masks`` (``[G, T, D]``,
         ``[G, T, S]``).
 
-        ``x`` is ``[G, B, D]`` (one input shared by the passes: MC dropout over the head) or
-        ``[G, T, B, D]`` (one input per pass, e.g. from stochastic encoder passes).
+        ``x`` is ``[G, B, D]`` (one input shared by the passes: MC dropout over the head;
+        ``projection`` may give its :meth:`projection`) or ``[G, T, B, D]`` (one input per pass,
+        e.g. from stochastic encoder passes).
         """
         keep_in, keep_z = masks
         scale = 1.0 / (1.0 - self.p)
-        weight = self.projector_weight * scale  # the input dropout's 1/(1-p), folded
         # C drop(γ ⊙ n + β) + c = (C ⊙ γ ⊙ m s) n + (C ⊙ m s) β + c: the LayerNorm's affine and
         # the second dropout folded into per-pass classifier weights [G, T, K, S] and biases
-        dropped = self.classifier_weight.unsqueeze(1) * (
-            keep_z.unsqueeze(2).to(weight.dtype) * scale
-        )
-        classifier = dropped * self.norm_weight[:, None, None, :]
-        bias = (dropped * self.norm_bias[:, None, None, :]).sum(-1)
-        bias = bias + self.classifier_bias.unsqueeze(1)  # [G, T, K]
+        keep = keep_z.to(x.dtype) * scale  # [G, T, S]
+        bias = torch.matmul(
+            self.classifier_weight * self.norm_bias.unsqueeze(1), keep.transpose(1, 2)
+        ).transpose(1, 2) + self.classifier_bias.unsqueeze(1)  # [G, T, K]
+        affine = self.classifier_weight * self.norm_weight.unsqueeze(1)  # [G, K, S]
         if x.dim() == 3:
-            return _shared_input_passes(
-                x, weight, self.projector_bias, keep_in, classifier, bias, self.eps
-            )
+            if projection is None:
+                projection = self.projection(x)
+            return _shared_input_passes(x, projection, self, scale, keep_in, affine, keep, bias)
+        weight = self.projector_weight * scale  # the input dropout's 1/(1-p), folded
         masked = weight.unsqueeze(1) * keep_in.unsqueeze(2).to(weight.dtype)
         pre = torch.matmul(x, masked.transpose(-1, -2)) + self.projector_bias[:, None, None]
         normed = F.layer_norm(pre, pre.shape[-1:], eps=self.eps)
+        classifier = affine.unsqueeze(1) * keep.unsqueeze(2)  # [G, T, K, S]
         return torch.matmul(normed, classifier.transpose(-1, -2)) + bias.unsqueeze(2)
+
+
+def _dropped(keep: Tensor) -> Tensor:
+    """Indices ``[G, T, n]`` of the dropped entries of ``keep [G, T, N]`` (``n`` = the largest
+    count), padded with ``N`` (the index of an appended zero row)."""
+    dropped = ~keep
+    size = keep.shape[-1]
+    slot = dropped.to(torch.int32).cumsum(dim=-1) - 1  # the rank of each dropped entry
+    width = int(slot[..., -1].max()) + 1 if keep.numel() else 0
+    # kept entries write to a scratch slot past the end, which is cut off
+    slot = torch.where(dropped, slot, width).long()
+    index = torch.full((*keep.shape[:-1], width + 1), size, dtype=torch.long, device=keep.device)
+    source = torch.arange(size, device=keep.device).expand_as(slot)
+    return index.scatter_(-1, slot, source)[..., :width]
+
+
+def _flat(index: Tensor, rows: int) -> Tensor:
+    """``index [G, T, n]`` into rows of a ``[G, rows, C]`` table as indices into its
+    ``[G · rows, C]`` flattening (for :func:`_rows`)."""
+    offset = torch.arange(index.shape[0], device=index.device).view(-1, 1, 1) * rows
+    return (index + offset).reshape(-1)
+
+
+def _rows(table: Tensor, flat: Tensor, shape: tuple[int, ...]) -> Tensor:
+    """``table[g, index[g, t, i], :]`` as ``[*shape, C]`` for ``table [G, R, C]``, with ``flat =
+    _flat(index, R)`` and ``shape = index.shape`` (one row copy each)."""
+    groups, rows, columns = table.shape
+    return table.reshape(groups * rows, columns).index_select(0, flat).view(*shape, columns)
+
+
+def _pad_row(table: Tensor) -> Tensor:
+    """``table [G, R, C]`` with a zero row appended: ``[G, R + 1, C]``."""
+    return F.pad(table, (0, 0, 0, 1))
 
 
 def _shared_input_passes(
     x: Tensor,
-    weight: Tensor,
+    projection: Tensor,
+    heads: StackedHeads,
+    scale: float,
+    keep_in: Tensor,
+    affine: Tensor,
+    keep_z: Tensor,
     bias: Tensor,
-    keep: Tensor,
-    classifier: Tensor,
-    classifier_bias: Tensor,
-    eps: float,
 ) -> Tensor:
-    """``classifier_t · LayerNorm((x ⊙ keep_t) Wᵀ + b) + classifier_bias_t`` for every pass ``t``
-    without forming the ``[G, T, B, S]`` projections.
+    """``C_t · LayerNorm((x ⊙ keep_t) Wᵀ s + b) + bias_t`` for every pass ``t`` without forming
+    the ``[G, T, B, S]`` projections (``C_t = affine ⊙ keep_z_t``; ``s = 1/(1 − p)``).
 
-    With ``base = x Wᵀ + b`` (computed once) and ``x_t``, ``W_t`` the inputs and weight columns
-    that pass ``t`` drops (≈ ``p · D`` of them), the projection is ``base − x_t W_tᵀ``. Its mean
-    and variance over ``S`` and its product with the classifier follow from ``base Wᵀ_t``,
-    ``base Cᵀ_t``, the Gram matrix ``W_tᵀ W_t`` and ``C_t W_t``, all of size ``p · D`` or ``K``
-    per sample, so the cost is ``T · B · S · (p·D + K)`` multiply-adds and no tensor of size
-    ``T · B · S`` is written (exact up to rounding).
-
-    Args:
-        x: ``[G, B, D]``; weight: ``[G, S, D]`` (dropout scale included); bias: ``[G, S]``;
-        keep: ``BoolTensor[G, T, D]``; classifier: ``[G, T, K, S]``; classifier_bias: ``[G, T, K]``.
-
-    Returns ``[G, T, B, K]``.
+    With ``base = s·x Wᵀ + b`` (from ``projection = x Wᵀ``) and ``x_t``, ``W_t`` the inputs and
+    weight columns that pass ``t`` drops (≈ ``p · D`` of them), the projection is
+    ``base − s·x_t W_tᵀ``. Its mean and variance over ``S`` and its product with ``C_t`` follow
+    from ``W_tᵀ base`` (one product ``W base``), the Gram matrix ``W_tᵀ W_t``, ``C_t W_t`` and
+    ``C_t base`` (``affine · base`` minus the ≈ ``p · S`` entries ``keep_z_t`` drops). The work
+    is laid out feature-major (``[.., B]`` last) so that selecting the dropped entries copies
+    rows. Exact up to rounding; ``[G, T, B, K]`` logits.
     """
-    groups, batch, in_dim = x.shape
-    samples, out_dim = keep.shape[1], weight.shape[1]
-    base = torch.baddbmm(bias.unsqueeze(1), x, weight.transpose(1, 2))  # [G, B, S]
-    dropped = ~keep
-    counts = dropped.sum(dim=-1)  # [G, T]
-    width = int(counts.max()) if counts.numel() else 0
-    order = torch.sort(dropped.to(torch.int8), dim=-1, descending=True, stable=True).indices
-    index = order[..., :width]  # [G, T, n]: the dropped inputs first, then padding slots
-    valid = torch.arange(width, device=x.device) < counts.unsqueeze(-1)  # [G, T, n]
-    # x_t: the dropped inputs of each pass, zero in the padding slots (which zeroes every term
-    # below that involves them)
-    x_drop = torch.gather(
-        x.unsqueeze(1).expand(groups, samples, batch, in_dim),
-        -1,
-        index.unsqueeze(2).expand(groups, samples, batch, width),
-    ) * valid.unsqueeze(2).to(x.dtype)  # [G, T, B, n]
-    w_drop = torch.gather(
-        weight.unsqueeze(1).expand(groups, samples, out_dim, in_dim),
-        -1,
-        index.unsqueeze(2).expand(groups, samples, out_dim, width),
-    )  # [G, T, S, n]
-    # base against every weight column and every pass's classifier, in one product; the columns
-    # that pass t drops are then gathered: base W_tᵀ [G, T, B, n] and base C_tᵀ [G, T, B, K]
-    right = torch.cat(
-        [weight, classifier.permute(0, 3, 1, 2).reshape(groups, out_dim, -1)], dim=2
-    )  # [G, S, D + T·K]
-    products = torch.bmm(base, right)  # [G, B, D + T·K]
-    base_w = torch.gather(
-        products[..., :in_dim].unsqueeze(1).expand(groups, samples, batch, in_dim),
-        -1,
-        index.unsqueeze(2).expand(groups, samples, batch, width),
-    )
-    base_c = products[..., in_dim:].view(groups, batch, samples, -1).transpose(1, 2)
-    # x_t against [W_tᵀW_t | (C_t W_t)ᵀ | mean_S W_t], one product: [G, T, B, n + K + 1]
-    ones = torch.full_like(classifier[:, :, :1], 1.0 / out_dim)  # [G, T, 1, S]
-    left = torch.cat([w_drop.transpose(-1, -2), classifier, ones], dim=2)  # [G, T, n + K + 1, S]
-    products_x = torch.matmul(x_drop, torch.matmul(left, w_drop).transpose(-1, -2))
-    gram_x, cw_x, mean_x = products_x.split([width, classifier.shape[2], 1], dim=-1)
-    # mean and second moment over S of pre_t = base − x_t W_tᵀ
-    mean = base.mean(-1).unsqueeze(1) - mean_x[..., 0]  # [G, T, B]
-    square = (
-        base.pow(2).mean(-1).unsqueeze(1) + ((gram_x - 2.0 * base_w) * x_drop).sum(-1) / out_dim
-    )
-    inv_std = torch.rsqrt((square - mean.pow(2)).clamp_min(0.0) + eps)  # [G, T, B]
-    # C_t pre_t = base C_tᵀ − x_t (C_t W_t)ᵀ; C_t (mean 1) = mean · rowsum(C_t)
-    centred = base_c - cw_x - mean.unsqueeze(-1) * classifier.sum(-1).unsqueeze(2)
-    return centred * inv_std.unsqueeze(-1) + classifier_bias.unsqueeze(2)
+    out_dim, num_classes = projection.shape[2], affine.shape[1]
+    base = projection * scale + heads.projector_bias.unsqueeze(1)  # [G, B, S]
+    base_t = base.transpose(1, 2)  # [G, S, B]
+    mean_base = base.mean(-1).unsqueeze(1)  # [G, 1, B]
+    square_base = base.pow(2).mean(-1).unsqueeze(1)
+    # the dropped inputs of each pass, feature-major: x_t [G, T, n, B], W_tᵀ [G, T, n, S]
+    index = _dropped(keep_in)
+    width = index.shape[-1]
+    flat, shape = _flat(index, keep_in.shape[-1] + 1), tuple(index.shape)
+    weight_t = _pad_row(heads.projector_weight.transpose(1, 2) * scale)  # [G, D + 1, S]
+    x_drop = _rows(_pad_row(x.transpose(1, 2)), flat, shape)  # [G, T, n, B]
+    w_drop = _rows(weight_t, flat, shape)  # [G, T, n, S]
+    base_w = _rows(torch.bmm(weight_t, base_t), flat, shape)  # (W_tᵀ base) [G, T, n, B]
+    # [W_tᵀ W_t | C_t W_t | mean_S W_t] x_t in one product: [G, T, n + K + 1, B]
+    classifier = affine.unsqueeze(1) * keep_z.unsqueeze(2)  # [G, T, K, S]
+    ones = torch.full_like(classifier[:, :, :1], 1.0 / out_dim)
+    left = torch.cat([w_drop, classifier, ones], dim=2)
+    products = torch.matmul(torch.matmul(left, w_drop.transpose(-1, -2)), x_drop)
+    gram_x, classifier_x, mean_x = products.split([width, num_classes, 1], dim=2)
+    # mean and second moment over S of pre_t = base − x_t W_tᵀ: [G, T, B]
+    mean = mean_base - mean_x[:, :, 0]
+    square = square_base + ((gram_x - 2.0 * base_w) * x_drop).sum(2) / out_dim
+    inv_std = torch.rsqrt((square - mean.pow(2)).clamp_min(0.0) + heads.eps)
+    # C_t base = affine base − Σ_{s dropped by keep_z_t} affine[:, s] base[s]
+    index_z = _dropped(keep_z.bool())
+    flat_z, shape_z = _flat(index_z, out_dim + 1), tuple(index_z.shape)
+    affine_base = torch.bmm(affine * scale, base_t).unsqueeze(1)  # [G, 1, K, B]
+    dropped_c = _rows(_pad_row(affine.transpose(1, 2) * scale), flat_z, shape_z)  # [G,T,nz,K]
+    dropped_base = _rows(_pad_row(base_t), flat_z, shape_z)  # [G, T, nz, B]
+    classifier_base = affine_base - torch.matmul(dropped_c.transpose(-1, -2), dropped_base)
+    rowsum = classifier.sum(-1).unsqueeze(-1)  # C_t 1: [G, T, K, 1]
+    centred = classifier_base - classifier_x - mean.unsqueeze(2) * rowsum  # [G, T, K, B]
+    logits = centred * inv_std.unsqueeze(2) + bias.unsqueeze(-1)
+    return logits.transpose(-1, -2)
