@@ -97,3 +97,12 @@ def test_agreement_uses_the_mean_of_the_present_others_and_handles_absent_ones()
     torch.testing.assert_close(everyone[0], torch.exp(-(p * (p / others).log()).sum()))
     alone = prediction_agreement(logits, torch.tensor([[False, True, False]]))[0]
     torch.testing.assert_close(alone, torch.tensor([0.0, 0.5, 0.0]))
+
+
+def test_uncertainty_reads_the_classes_on_any_axis() -> None:
+    logits = torch.randn(6, 3, 5, 4)  # [T, B, K, X]
+    moved = logits.movedim(2, -1)  # [T, B, X, K]
+    torch.testing.assert_close(mc_dropout_uncertainty(logits, dim=2), mc_dropout_uncertainty(moved))
+    torch.testing.assert_close(
+        mc_dropout_uncertainty(logits, dim=-2), mc_dropout_uncertainty(moved, dim=-1)
+    )

@@ -422,7 +422,9 @@ class DMS(Method):
                 )
             projection = None if projections is None or passes is not None else projections[i]
             mc_logits = stacked.mc_logits(x, masks, projection)  # [G, T, B, K]
-            columns.append(mc_dropout_uncertainty(mc_logits.transpose(0, 1)))  # [G, B]
+            # [T, G, K, B]: for the shared-input passes this is their memory layout
+            passes_first = mc_logits.transpose(0, 1).transpose(-1, -2)
+            columns.append(mc_dropout_uncertainty(passes_first, dim=-2))  # [G, B]
         return self._in_order(columns).transpose(0, 1)
 
     def losses(self, output: FusionOutput, batch: Batch) -> dict[str, Tensor]:

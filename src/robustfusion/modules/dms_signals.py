@@ -41,16 +41,17 @@ def normalised_entropy_confidence(logits: Tensor) -> Tensor:
 CONFIDENCES = {"entropy": entropy_confidence, "normalised": normalised_entropy_confidence}
 
 
-def mc_dropout_uncertainty(mc_logits: Tensor) -> Tensor:
+def mc_dropout_uncertainty(mc_logits: Tensor, dim: int = -1) -> Tensor:
     """Uncertainty ``u = mean_k Var_t[p_k^(t)] / 0.25`` from ``T`` stochastic passes.
 
-    ``mc_logits`` is ``[T, ..., K]``; the variance is the population variance over the ``T``
-    passes.
+    ``mc_logits`` is ``[T, ..., K, ...]`` with the passes first and the classes on ``dim``
+    (default last); the variance is the population variance over the ``T`` passes.
     """
-    probs = torch.softmax(mc_logits, dim=-1)
+    probs = torch.softmax(mc_logits, dim=dim)
     deviation = probs - probs.mean(dim=0, keepdim=True)
     variance = deviation.pow(2).mean(dim=0)  # population variance over the passes
-    return (variance.mean(dim=-1) / MAX_VARIANCE).clamp(0.0, 1.0)
+    class_dim = dim if dim < 0 else dim - 1  # the passes axis is gone
+    return (variance.mean(dim=class_dim) / MAX_VARIANCE).clamp(0.0, 1.0)
 
 
 def semantic_consistency(z: Tensor, present: Tensor, alone: float = 0.5) -> Tensor:
