@@ -174,7 +174,7 @@ def test_weight_consistency_loss_stops_the_gradient_at_the_weights() -> None:
 
 def test_fixed_masks_make_the_forward_deterministic_and_match_the_loop() -> None:
     torch.manual_seed(0)
-    method = DMS(_spec(), T=5).eval()
+    method = DMS(_spec(), T=5, mc_scope="head").eval()
     x, _ = _data(4, 0)
     g = torch.Generator().manual_seed(0)
     masks = {m: method.heads[m].sample_masks(5, generator=g) for m in MODALITIES}
@@ -197,7 +197,7 @@ def test_heads_batched_across_modalities_equal_the_heads_one_by_one() -> None:
     """Three modalities, two of one feature size and one of another: two stacked groups."""
     torch.manual_seed(0)
     spec = MethodSpec(("x", "y", "z"), {"x": 6, "y": 4, "z": 6}, 3, hidden_dim=16)
-    method = DMS(spec, T=4).eval()
+    method = DMS(spec, T=4, mc_scope="head").eval()
     features = {m: torch.randn(5, spec.feature_dims[m]) for m in spec.modalities}
     present = {m: torch.ones(5, dtype=torch.bool) for m in spec.modalities}
     g = torch.Generator().manual_seed(3)
@@ -481,3 +481,26 @@ def test_encoder_scopes_train_through_a_model_that_calls_encode(tiny_npz: Path) 
     plain = MultimodalModel(encoders, model.method)
     with pytest.raises(ConfigError, match="mc_scope=head"):
         plain(batch)
+
+
+@pytest.mark.parametrize("training", [False, True])
+def test_classifier_scope_runs_T_passes_of_the_classifiers_alone(training: bool) -> None:
+    torch.manual_seed(0)
+    spec = MethodSpec(("x", "y", "z"), {"x": 6, "y": 4, "z": 6}, 3, hidden_dim=16)
+    method = DMS(spec, T=5, mc_scope="classifier").train(training)
+    features = {m: torch.randn(7, spec.feature_dims[m]) for m in spec.modalities}
+    present = {m: torch.ones(7, dtype=torch.bool) for m in spec.modalities}
+    g = torch.Generator().manual_seed(1)
+    masks = {m: method.heads[m].sample_masks(5, generator=g) for m in spec.modalities}
+    out = method(features, present, mc_masks=masks)
+    for i, m in enumerate(spec.modalities):
+        head = method.heads[m]
+        z = head.norm(head.projector(features[m]))  # no dropout before the projector
+        probs = torch.stack(
+            [
+                torch.softmax(head.classifier(head.shared_dropout(z, masks[m][1][t])), -1)
+                for t in range(5)
+            ]
+        )
+        expected = probs.var(0, unbiased=False).mean(-1) / 0.25
+        torch.testing.assert_close(out.extras["uncertainty"][:, i], expected)

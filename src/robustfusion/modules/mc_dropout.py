@@ -217,6 +217,17 @@ class StackedHeads:
             torch.rand((groups, samples, shared), device=device, generator=generator) < keep,
         )
 
+    def mc_classifier_logits(self, z: Tensor, keep_z: Tensor) -> Tensor:
+        """Logits ``[G, T, B, K]`` of ``T`` passes of the classifiers alone, dropout on the
+        shared embeddings ``z [G, B, S]`` under ``keep_z [G, T, S]``: one product."""
+        groups, batch, _ = z.shape
+        samples = keep_z.shape[1]
+        scale = 1.0 / (1.0 - self.p)
+        weight = self.classifier_weight.unsqueeze(1) * (keep_z.unsqueeze(2).to(z.dtype) * scale)
+        logits = torch.bmm(z, weight.reshape(groups, -1, z.shape[2]).transpose(1, 2))
+        logits = logits.view(groups, batch, samples, -1).transpose(1, 2)
+        return logits + self.classifier_bias[:, None, None, :]
+
     def mc_logits(self, x: Tensor, masks: HeadMasks, projection: Tensor | None = None) -> Tensor:
         """Unimodal logits ``[G, T, B, K]`` of ``T`` passes under ``masks`` (``[G, T, D]``,
         ``[G, T, S]``).
