@@ -479,7 +479,7 @@ def test_encoder_scopes_train_through_a_model_that_calls_encode(tiny_npz: Path) 
     assert float(out.extras["uncertainty"].max()) > 0
     # the plain model (which does not call encode) gets a one-line error naming the fix
     plain = MultimodalModel(encoders, model.method)
-    with pytest.raises(ConfigError, match="mc_scope=head"):
+    with pytest.raises(ConfigError, match="mc_scope=classifier or head"):
         plain(batch)
 
 

@@ -407,7 +407,7 @@ class DMS(Method):
             return encoded.passes
         raise ConfigError(
             f"dms.mc_scope={self.mc_scope} runs the encoders itself: build the features with "
-            "dms.encode(encoders, inputs) (MultimodalModel does), or use dms.mc_scope=head"
+            "dms.encode(encoders, inputs), or use dms.mc_scope=classifier or head"
         )
 
     def _classifier_uncertainty(
