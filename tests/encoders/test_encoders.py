@@ -46,3 +46,44 @@ def test_cnn_spatial_and_two_dimensional_inputs() -> None:
 def test_mlp_rejects_maps() -> None:
     with pytest.raises(ConfigError, match="vector inputs"):
         build_encoder("mlp", (8, 8))
+
+
+def _compose(stages: list, x: torch.Tensor) -> torch.Tensor:
+    for stage in stages:
+        x = stage(x)
+    return x
+
+
+@pytest.mark.parametrize(
+    ("name", "shape", "out_dim", "count"),
+    [
+        ("mlp", (12,), 16, 2),
+        ("cnn", (1, 8, 8), 16, 3),
+        ("cnn", (40, 32), 16, 3),
+        ("resnet18", (3, 32, 32), 32, 6),  # stem, four stages, projection (the top)
+        ("resnet18", (1, 32, 32), 512, 5),  # no projection: the last stage is the top
+    ],
+)
+def test_split_composes_to_the_forward_in_both_modes(
+    name: str, shape: tuple[int, ...], out_dim: int, count: int
+) -> None:
+    from robustfusion.encoders.base import encoder_stages
+
+    torch.manual_seed(0)
+    encoder = build_encoder(name, shape, out_dim=out_dim).eval()
+    x = torch.randn(3, *shape)
+    stages = encoder_stages(encoder)
+    assert len(stages) == count
+    torch.testing.assert_close(_compose(stages, x), encoder(x))
+    encoder.train()  # dropout and batch statistics: the same random draws give the same output
+    torch.manual_seed(1)
+    expected = encoder(x)
+    torch.manual_seed(1)
+    torch.testing.assert_close(_compose(stages, x), expected)
+
+
+def test_encoder_without_split_is_a_config_error() -> None:
+    from robustfusion.encoders.base import encoder_stages
+
+    with pytest.raises(ConfigError, match="split"):
+        encoder_stages(torch.nn.Linear(3, 4))

@@ -72,9 +72,13 @@ def test_weights_sum_to_one_and_outputs_have_the_contract_shapes() -> None:
     assert out.modalities == MODALITIES
     assert torch.allclose(out.weights.sum(1), torch.ones(5))
     assert set(out.unimodal_logits) == set(MODALITIES)
-    for name in ("confidence", "uncertainty", "consistency"):
+    for name in ("uncertainty", "consistency"):
         values = out.extras[name]
         assert values.shape == (5, 2) and bool(((values >= 0) & (values <= 1)).all())
+    # the paper's confidence 1 - H(p), in nats
+    logits = torch.stack([out.unimodal_logits[m] for m in MODALITIES], 1)
+    p = torch.softmax(logits, -1)
+    torch.testing.assert_close(out.extras["confidence"], 1 + (p * p.log()).sum(-1))
 
 
 @pytest.mark.parametrize("corrupted", MODALITIES)
@@ -170,10 +174,10 @@ def test_weight_consistency_loss_stops_the_gradient_at_the_weights() -> None:
 
 def test_fixed_masks_make_the_forward_deterministic_and_match_the_loop() -> None:
     torch.manual_seed(0)
-    method = DMS(_spec(), T=5).eval()
+    method = DMS(_spec(), T=5, mc_scope="head").eval()
     x, _ = _data(4, 0)
     g = torch.Generator().manual_seed(0)
-    masks = {m: method.heads[m].sample_masks(5, 4, generator=g) for m in MODALITIES}
+    masks = {m: method.heads[m].sample_masks(5, generator=g) for m in MODALITIES}
     first = method(x, _present(4), mc_masks=masks)
     second = method(x, _present(4), mc_masks=masks)
     assert torch.equal(first.weights, second.weights)
@@ -187,6 +191,26 @@ def test_fixed_masks_make_the_forward_deterministic_and_match_the_loop() -> None
         )
         expected = probs.var(0, unbiased=False).mean(-1) / 0.25
         torch.testing.assert_close(first.extras["uncertainty"][:, i], expected)
+
+
+def test_heads_batched_across_modalities_equal_the_heads_one_by_one() -> None:
+    """Three modalities, two of one feature size and one of another: two stacked groups."""
+    torch.manual_seed(0)
+    spec = MethodSpec(("x", "y", "z"), {"x": 6, "y": 4, "z": 6}, 3, hidden_dim=16)
+    method = DMS(spec, T=4, mc_scope="head").eval()
+    features = {m: torch.randn(5, spec.feature_dims[m]) for m in spec.modalities}
+    present = {m: torch.ones(5, dtype=torch.bool) for m in spec.modalities}
+    g = torch.Generator().manual_seed(3)
+    masks = {m: method.heads[m].sample_masks(4, generator=g) for m in spec.modalities}
+    out = method(features, present, mc_masks=masks)
+    for i, m in enumerate(spec.modalities):
+        z, logits = method.heads[m](features[m])
+        torch.testing.assert_close(out.extras["shared"][:, i], z)
+        torch.testing.assert_close(out.unimodal_logits[m], logits)
+        mc = method.heads[m].mc_logits(features[m], 4, masks[m])
+        probs = torch.softmax(mc, -1)
+        expected = probs.var(0, unbiased=False).mean(-1) / 0.25
+        torch.testing.assert_close(out.extras["uncertainty"][:, i], expected)
 
 
 def test_registered_and_options_validated() -> None:
@@ -247,11 +271,87 @@ def test_trains_and_evaluates_through_the_project_trainer(tiny_npz: Path, tmp_pa
     assert abs(sum(metrics["mean_weight"].values()) - 1.0) < 1e-5
     assert set(metrics["unimodal_accuracy"]) == {"a", "b"}
     model, splits, _ = load_run(tmp_path / "run")
-    noisy = evaluate_model(
-        model, splits.test, splits.info, corruption="gaussian", severity=20.0, target="b"
+    # the learned weights are per sample; the swaps replace them
+    learned = evaluate_model(model, splits.test, splits.info)
+    assert learned["mean_weight"]["a"] != 0.5
+    uniform = evaluate_model(model, splits.test, splits.info, weights="uniform")
+    assert uniform["mean_weight"] == {"a": 0.5, "b": 0.5}
+    oracle = evaluate_model(
+        model,
+        splits.test,
+        splits.info,
+        corruption="gaussian",
+        severity=20.0,
+        target="b",
+        weights="oracle",
     )
-    # pure noise on b moves the weight towards a
-    assert noisy["mean_weight"]["a"] > metrics["mean_weight"]["a"]
+    assert oracle["mean_weight"] == {"a": 1.0, "b": 0.0}
+    assert model.method.effective_weight_mode() == "learned"  # evaluation resets the mode
+
+
+def test_uniform_twin_fuses_with_uniform_weights_and_skips_the_signals() -> None:
+    torch.manual_seed(0)
+    twin = DMS(_spec(), T=3, weights="uniform")
+    x, y = _data(6, 0)
+    present = _present(6)
+    present["b"][0] = False
+    out = twin(x, present)
+    expected = torch.tensor([[1.0, 0.0]] + [[0.5, 0.5]] * 5)
+    assert torch.equal(out.weights, expected)
+    assert "uncertainty" not in out.extras
+    losses = twin.losses(out, Batch(x, present, y, torch.arange(6)))
+    sum(losses.values()).backward()
+    assert twin.heads["a"].projector.weight.grad is not None
+    with pytest.raises(ConfigError, match="weights must be learned or uniform"):
+        DMS(_spec(), weights="oracle")
+
+
+def test_weight_swaps_replace_the_learned_weights_for_the_next_forward(trained_rule: DMS) -> None:
+    x, _ = _data(8, seed=4)
+    torch.manual_seed(0)  # the MC masks
+    learned = trained_rule(x, _present(8)).weights
+    assert not torch.allclose(learned, torch.full_like(learned, 0.5))
+    corrupted = torch.zeros(8, 2, dtype=torch.bool)
+    corrupted[:4, 1] = True  # b corrupted in the first four samples
+    trained_rule.set_weight_mode("oracle", corrupted)
+    try:
+        oracle = trained_rule(x, _present(8))
+    finally:
+        trained_rule.set_weight_mode("learned")
+    assert torch.equal(oracle.weights[:4], torch.tensor([[1.0, 0.0]] * 4))
+    assert torch.equal(oracle.weights[4:], torch.full((4, 2), 0.5))  # nothing corrupted
+    # the fused logits are those of the swapped weights: z = sum_m w_m z_m
+    shared = oracle.extras["shared"]
+    fused = (oracle.weights.unsqueeze(-1) * shared).sum(1)
+    torch.testing.assert_close(oracle.logits, trained_rule.classifier(fused))
+    trained_rule.set_weight_mode("uniform")
+    try:
+        uniform = trained_rule(x, _present(8))
+    finally:
+        trained_rule.set_weight_mode("learned")
+    assert torch.equal(uniform.weights, torch.full((8, 2), 0.5))
+    torch.manual_seed(0)
+    assert torch.equal(trained_rule(x, _present(8)).weights, learned)
+
+
+def test_agreement_consistency_does_not_cancel_with_two_modalities(trained_rule: DMS) -> None:
+    """With only the consistency term (a = b = 0) the cosine gives uniform weights when M = 2
+    (it is symmetric); the prediction agreement does not, and favours the clean modality."""
+    x, _ = _data(100, seed=6)
+    x["b"] = 3.0 * torch.randn(100, 8, generator=torch.Generator().manual_seed(1))
+    scheduler = trained_rule.scheduler
+    scheduler.a, scheduler.b = 0.0, 0.0
+    try:
+        cosine = trained_rule(x, _present(100))
+        trained_rule.consistency_kind = "agreement"
+        agreement = trained_rule(x, _present(100))
+    finally:
+        scheduler.a, scheduler.b = 1.0, 1.0
+        trained_rule.consistency_kind = "cosine"
+    torch.testing.assert_close(cosine.weights, torch.full((100, 2), 0.5))
+    s = agreement.extras["consistency"]
+    assert float((s[:, 0] > s[:, 1]).float().mean()) > 0.75  # the clean a agrees more
+    assert float(agreement.weights[:, 0].mean()) > 0.51
 
 
 def test_training_noise_hits_one_present_modality_per_chosen_sample() -> None:
@@ -274,3 +374,133 @@ def test_training_noise_hits_one_present_modality_per_chosen_sample() -> None:
     assert not torch.equal(later.inputs["a"], noisy.inputs["a"])
     with pytest.raises(ConfigError, match="train_noise"):
         DMS(_spec(), train_noise=-1.0)
+
+
+def _encoders(spec: MethodSpec, kind: str) -> nn.ModuleDict:
+    from robustfusion.encoders import build_encoder
+
+    shape = (8,) if kind == "mlp" else (1, 8, 8)
+    return nn.ModuleDict(
+        {m: build_encoder(kind, shape, out_dim=spec.feature_dims[m]) for m in spec.modalities}
+    )
+
+
+@pytest.mark.parametrize("kind", ["mlp", "cnn"])
+def test_encoder_top_scope_runs_the_top_of_the_encoders_T_times(kind: str) -> None:
+    from robustfusion.encoders.base import encoder_stages
+
+    torch.manual_seed(0)
+    spec = _spec(dims=16)
+    method = DMS(spec, T=6, mc_scope="encoder_top").eval()
+    encoders = _encoders(spec, kind).eval()
+    shape = (8,) if kind == "mlp" else (1, 8, 8)
+    inputs = {m: torch.randn(5, *shape) for m in MODALITIES}
+    torch.manual_seed(7)
+    features = method.encode(encoders, inputs)
+    for m in MODALITIES:  # the features are the encoders' outputs
+        torch.testing.assert_close(features[m], encoders[m](inputs[m]))
+    passes = method._encoded.passes
+    # the passes by hand: the trunk once, then the top on T dropped-out copies (one mask per pass)
+    torch.manual_seed(7)
+    for m in MODALITIES:
+        stages = encoder_stages(encoders[m])
+        hidden = inputs[m]
+        for stage in stages[:-1]:
+            hidden = stage(hidden)
+        keep = torch.rand((6, 1, *hidden.shape[1:])) < 0.9
+        expected = stages[-1]((hidden.unsqueeze(0) * keep / 0.9).flatten(0, 1)).view(6, 5, -1)
+        torch.testing.assert_close(passes[m], expected)
+        assert not torch.allclose(passes[m][0], passes[m][1])
+    g = torch.Generator().manual_seed(0)
+    masks = {m: method.heads[m].sample_masks(6, generator=g) for m in MODALITIES}
+    out = method(features, _present(5), mc_masks=masks)
+    for i, m in enumerate(MODALITIES):  # the heads' T passes run over the encoder passes
+        probs = torch.softmax(method.heads[m].mc_logits(passes[m], 6, masks[m]), -1)
+        expected = probs.var(0, unbiased=False).mean(-1) / 0.25
+        torch.testing.assert_close(out.extras["uncertainty"][:, i], expected)
+    # a forward on features that encode() did not produce cannot find its passes
+    with pytest.raises(ConfigError, match="dms.encode"):
+        method({m: f.clone() for m, f in features.items()}, _present(5))
+
+
+def test_encoder_scope_keeps_batch_norm_statistics_and_trains_the_encoders() -> None:
+    """In training the MC passes run the encoders in evaluation mode: the batch norms' running
+    statistics are those of the one deterministic pass; gradients reach the encoders."""
+    torch.manual_seed(0)
+    spec = _spec(dims=16)
+    method = DMS(spec, T=4, mc_scope="encoder").train()
+    encoders = _encoders(spec, "cnn").train()
+    reference = _encoders(spec, "cnn").train()
+    reference.load_state_dict(encoders.state_dict())
+    inputs = {m: torch.randn(6, 1, 8, 8) for m in MODALITIES}
+    features = method.encode(encoders, inputs)
+    for m in MODALITIES:
+        reference[m](inputs[m])
+        assert encoders[m].training
+    for name, buffer in encoders.state_dict().items():
+        torch.testing.assert_close(buffer, reference.state_dict()[name], msg=name)
+    y = torch.arange(6) % 4
+    out = method(features, _present(6))
+    assert out.extras["uncertainty"].shape == (6, 2)
+    sum(method.losses(out, Batch(inputs, _present(6), y, torch.arange(6))).values()).backward()
+    assert encoders["a"].features[0][0].weight.grad is not None
+
+
+def test_encoder_scopes_train_through_a_model_that_calls_encode(tiny_npz: Path) -> None:
+    """A model that builds its features with method.encode (the hook this scope needs)."""
+    from robustfusion.data import collate, load_dataset
+    from robustfusion.model import MultimodalModel
+    from robustfusion.training.build import build_encoders
+    from robustfusion.training.config import TrainConfig
+
+    class EncodingModel(MultimodalModel):
+        def encode(self, inputs: dict[str, Tensor]) -> dict[str, Tensor]:
+            return self.method.encode(self.encoders, inputs)
+
+    torch.manual_seed(0)
+    splits = load_dataset(None, data=tiny_npz, seed=0)
+    config = TrainConfig(data=str(tiny_npz), hidden_dim=16, feature_dim=16)
+    encoders = build_encoders(config, splits.info)
+    spec = MethodSpec(("a", "b"), {"a": 16, "b": 16}, 3, hidden_dim=16)
+    model = EncodingModel(encoders, DMS(spec, T=4, mc_scope="encoder_top"))
+    batch = collate(splits.train.__getitems__(list(range(16))))
+    optimiser = torch.optim.Adam(model.parameters(), lr=0.01)
+    model.train()
+    for _ in range(3):
+        output = model(batch)
+        loss = sum(model.method.losses(output, batch).values())
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+    assert torch.isfinite(loss)
+    model.eval()
+    with torch.no_grad():
+        out = model(batch)
+    assert float(out.extras["uncertainty"].max()) > 0
+    # the plain model (which does not call encode) gets a one-line error naming the fix
+    plain = MultimodalModel(encoders, model.method)
+    with pytest.raises(ConfigError, match="mc_scope=classifier or head"):
+        plain(batch)
+
+
+@pytest.mark.parametrize("training", [False, True])
+def test_classifier_scope_runs_T_passes_of_the_classifiers_alone(training: bool) -> None:
+    torch.manual_seed(0)
+    spec = MethodSpec(("x", "y", "z"), {"x": 6, "y": 4, "z": 6}, 3, hidden_dim=16)
+    method = DMS(spec, T=5, mc_scope="classifier").train(training)
+    features = {m: torch.randn(7, spec.feature_dims[m]) for m in spec.modalities}
+    present = {m: torch.ones(7, dtype=torch.bool) for m in spec.modalities}
+    g = torch.Generator().manual_seed(1)
+    masks = {m: method.heads[m].sample_masks(5, generator=g) for m in spec.modalities}
+    out = method(features, present, mc_masks=masks)
+    for i, m in enumerate(spec.modalities):
+        head = method.heads[m]
+        z = head.norm(head.projector(features[m]))  # no dropout before the projector
+        probs = torch.stack(
+            [
+                torch.softmax(head.classifier(head.shared_dropout(z, masks[m][1][t])), -1)
+                for t in range(5)
+            ]
+        )
+        expected = probs.var(0, unbiased=False).mean(-1) / 0.25
+        torch.testing.assert_close(out.extras["uncertainty"][:, i], expected)

@@ -1,8 +1,10 @@
-"""Encoder construction."""
+"""Encoder construction, and the split of an encoder into stages."""
 
 from __future__ import annotations
 
-from torch import nn
+from collections.abc import Callable
+
+from torch import Tensor, nn
 
 from robustfusion.errors import ConfigError
 from robustfusion.registry import ENCODERS
@@ -41,3 +43,28 @@ def channels_of(input_shape: tuple[int, ...]) -> int:
     raise ConfigError(
         f"a convolutional encoder needs (H, W) or (C, H, W) inputs, got {tuple(input_shape)}"
     )
+
+
+#: One stage of an encoder: a callable from the previous stage's output to the next.
+Stage = Callable[[Tensor], Tensor]
+
+
+def encoder_stages(encoder: nn.Module) -> list[Stage]:
+    """The encoder as a sequence of stages (its ``split()`` method), for methods that run part
+    of it themselves (DMS's MC dropout over the encoder's top or over all of it).
+
+    Composing the stages gives the encoder's vector output (``spatial=False``) in every mode:
+    ``stages[-1](...stages[0](x))`` equals ``encoder(x)``. The last stage is the encoder's *top*
+    (its last parametric block, with the pooling after it), the others its *trunk*.
+    """
+    split = getattr(encoder, "split", None)
+    if not callable(split):
+        raise ConfigError(
+            f"encoder {type(encoder).__name__} does not define split(), which this option needs "
+            "(DMS mc_scope=encoder_top|encoder): use an mlp, cnn or resnet18 encoder, or "
+            "mc_scope=head"
+        )
+    result = list(split())
+    if not result:
+        raise ConfigError(f"encoder {type(encoder).__name__}.split() returned no stage")
+    return result

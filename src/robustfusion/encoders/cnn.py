@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from robustfusion.encoders.base import channels_of
+from robustfusion.encoders.base import Stage, channels_of
 from robustfusion.registry import ENCODERS
 
 
@@ -44,3 +44,15 @@ class SmallCNNEncoder(nn.Module):
             x = x.unsqueeze(1)
         maps = self.features(x)
         return maps if self.spatial else self.pool(maps).flatten(1)
+
+    def split(self) -> list[Stage]:
+        """One stage per conv block; the top is the last block and the global pooling."""
+        first, middle, last = self.features
+
+        def stem(x: Tensor) -> Tensor:
+            return first(x.unsqueeze(1) if x.dim() == 3 else x)
+
+        def top(h: Tensor) -> Tensor:
+            return self.pool(last(h)).flatten(1)
+
+        return [stem, middle, top]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from robustfusion.encoders.base import Stage
 from robustfusion.errors import ConfigError
 from robustfusion.registry import ENCODERS
 
@@ -33,3 +34,7 @@ class MLPEncoder(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x)
+
+    def split(self) -> list[Stage]:
+        """Trunk ``Linear-ReLU-Dropout``, top ``Linear-ReLU`` (see :func:`encoder_stages`)."""
+        return [self.net[:3], self.net[3:]]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from robustfusion.encoders.base import channels_of
+from robustfusion.encoders.base import Stage, channels_of
 from robustfusion.registry import ENCODERS
 
 
@@ -61,3 +61,21 @@ class ResNet18Encoder(nn.Module):
             x = x.unsqueeze(1)
         maps = self.project(self.stages(self.stem(x)))
         return maps if self.spatial else self.pool(maps).flatten(1)
+
+    def split(self) -> list[Stage]:
+        """Stem, the four stages, then the projection (1x1 conv) and pooling as the top; with
+        ``out_dim == 512`` (no projection) the last stage and the pooling are the top."""
+
+        def stem(x: Tensor) -> Tensor:
+            return self.stem(x.unsqueeze(1) if x.dim() == 3 else x)
+
+        def readout(last: nn.Module) -> Stage:
+            def top(h: Tensor) -> Tensor:
+                return self.pool(self.project(last(h))).flatten(1)
+
+            return top
+
+        blocks: list[nn.Module] = list(self.stages)
+        if isinstance(self.project, nn.Identity):
+            return [stem, *blocks[:-1], readout(blocks[-1])]
+        return [stem, *blocks, readout(nn.Identity())]

@@ -1,25 +1,35 @@
 """DMS for Hugging Face vision-language models: BLIP-2 and LLaVA (METHODS.md §2, token level).
 
 :class:`DMSForVision2Seq` wraps a ``Blip2ForConditionalGeneration`` or a
-``LlavaForConditionalGeneration`` and, per sample, scales the image-token embeddings (BLIP-2's
-projected Q-Former queries, LLaVA's projected patches) by ``M·w_image`` and the prompt's text-token
-embeddings by ``M·w_text`` (``M = 2``), so that uniform weights leave the host model unchanged.
+``LlavaForConditionalGeneration``. Per sample, DMS's scheduler gives a weight to the image and
+to the text, and the wrapper applies them where a pre-norm decoder cannot undo them: in every
+self-attention layer of the language model, the attention logits of the keys of modality ``m``
+get the bias ``log(M·w_m)`` (``M = 2``) [ours, METHODS.md §2]. Uniform weights give a zero bias
+and leave the host model exactly unchanged; as ``w_image -> 0`` the image tokens drop out of the
+text's attention and the model tends to its text-only pass. ``apply="embedding"`` instead scales
+the input embeddings by ``M·w_m`` (the previous behaviour, kept for comparison): a pre-norm
+decoder (RMSNorm/LayerNorm before attention, as in LLaMA and OPT) normalises that scale away.
+
 The weights come from DMS's rule (or a given learned) scheduler over three signals:
 
-* confidence ``c_m = 1 − H(p_m)/log V``: the language model's next-token distribution from a
-  unimodal pass, image-only (the image tokens and the BOS token) or text-only (the prompt without
-  its image tokens);
+* confidence ``c_m = 1 − H(p_m)`` [paper] (``confidence="normalised"``: ``1 − H/log V``) of the
+  language model's next-token distribution from a unimodal pass, image-only (the image tokens
+  and the BOS token) or text-only (the prompt without its image tokens);
 * uncertainty ``u_m``: MC dropout (``T`` masks) on the projector's input for the image and on the
   token embeddings for the text, ``Var_t`` of the next-token probabilities averaged over the
   ``top_k`` most likely tokens of the mean prediction, ``/ 0.25``. Averaging over a 32k vocabulary
   would make ``u`` vanish, hence the top-k restriction [ours];
 * consistency ``s``: ``(1 + cos)/2`` between the mean-pooled image tokens and the mean-pooled text
-  embeddings in the language model's embedding space (the same for both modalities when M = 2).
+  embeddings in the language model's embedding space [paper] (the same for both modalities when
+  M = 2, so it cancels in the rule); ``consistency="agreement"``: ``exp(−KL(p_m ‖ p_other))``
+  of the two unimodal next-token distributions [ours], which does not cancel.
 
 All unimodal and MC sequences (``2·(T+1)·B`` rows) go through the language model in one batched,
-left-padded pass (``lm_batch_size`` splits it). Scaling happens in forward hooks on the projector
-and on the input-embedding layer that fire once per call: in ``generate()`` the prompt is scaled
-and the generated tokens are not [ours]. ``transformers`` is an optional extra.
+left-padded pass (``lm_batch_size`` splits it), outside the weighting. The attention bias is
+added by forward pre-hooks on the language model's self-attention modules, which turn the
+host's mask (boolean, additive or none) into an additive one; in ``generate()`` the prompt's
+image and text keys keep their biases at every step and the generated tokens get none [ours].
+``transformers`` is an optional extra.
 """
 
 from __future__ import annotations
@@ -36,14 +46,24 @@ from torch import Tensor, nn
 
 from robustfusion.errors import ConfigError, DataError, RobustFusionError
 from robustfusion.modules.dms_signals import (
+    CONFIDENCES,
+    CONSISTENCIES,
     MAX_VARIANCE,
-    normalised_entropy_confidence,
+    prediction_agreement,
     semantic_consistency,
 )
 from robustfusion.modules.mc_dropout import MCDropout
 from robustfusion.modules.scheduler import build_scheduler
 
 MODALITIES: tuple[str, str] = ("image", "text")
+#: How the weights act on the host model: an attention-logit bias per key modality (default) or
+#: a scaling of the input embeddings.
+APPLY_MODES = ("attention", "embedding")
+#: The lowest attention bias: ``log(M·w)`` for ``w -> 0`` (attention weight ``e^-1e4 = 0``),
+#: finite so that a query row whose keys are all image tokens does not produce NaN.
+MIN_BIAS = -1e4
+#: Attention implementations whose masks the bias hooks can extend.
+BIASABLE_ATTENTION = ("eager", "sdpa")
 
 
 class MissingExtraError(RobustFusionError, ImportError):
@@ -106,6 +126,11 @@ class DMSForVision2Seq(nn.Module):
         scheduler: ``"rule"`` (``softmax((a·c − b·u + g·s)/τ)``) or a trained module with the
             :class:`~robustfusion.modules.scheduler.RuleScheduler` call signature (e.g. a
             :class:`~robustfusion.modules.scheduler.LearnedScheduler` for 2 modalities).
+        confidence: ``"entropy"`` (``1 − H``, the paper's) or ``"normalised"`` (``1 − H/log V``).
+        consistency: ``"cosine"`` (the paper's) or ``"agreement"`` (does not cancel for M = 2).
+        apply: ``"attention"`` (bias ``log(M·w_m)`` on the attention logits of modality ``m``'s
+            keys in every language-model layer) or ``"embedding"`` (input embeddings scaled by
+            ``M·w_m``; largely undone by pre-norm decoders).
         top_k: tokens over which the MC variance is averaged.
         lm_batch_size: rows per language-model call of the signal pass (None: all at once).
         seed: seeds the MC-dropout masks, so the weights of an input are reproducible.
@@ -124,6 +149,9 @@ class DMSForVision2Seq(nn.Module):
         b: float = 1.0,
         g: float = 1.0,
         tau: float = 1.0,
+        confidence: str = "entropy",
+        consistency: str = "cosine",
+        apply: str = "attention",
         top_k: int = 10,
         lm_batch_size: int | None = None,
         seed: int = 0,
@@ -143,8 +171,17 @@ class DMSForVision2Seq(nn.Module):
             )
         if int(T) < 2:
             raise ConfigError(f"T={T} MC samples cannot estimate a variance: use T >= 2")
+        if confidence not in CONFIDENCES:
+            raise ConfigError(f"confidence={confidence!r}: use 'entropy' or 'normalised'")
+        if consistency not in CONSISTENCIES:
+            raise ConfigError(f"consistency={consistency!r}: use 'cosine' or 'agreement'")
+        if apply not in APPLY_MODES:
+            raise ConfigError(f"apply={apply!r}: use 'attention' or 'embedding'")
         self.model = model
         self.samples = int(T)
+        self.confidence = confidence
+        self.consistency = consistency
+        self.apply = apply
         self.top_k = int(top_k)
         self.lm_batch_size = lm_batch_size
         self.seed = int(seed)
@@ -161,11 +198,44 @@ class DMSForVision2Seq(nn.Module):
         self.embedding = model.get_input_embeddings()
         self.last_signals: DMSSignals | None = None
         self._scales: dict[str, Tensor] = {}
+        self._key_bias: Tensor | None = None
         self._fired: set[str] = set()
-        self._handles = [
-            projector.register_forward_hook(self._hook("image")),
-            self.embedding.register_forward_hook(self._hook("text")),
-        ]
+        if apply == "attention":
+            self.attention_modules = self._language_attention(model, text_config)
+            self._handles = [
+                module.register_forward_pre_hook(self._bias_attention, with_kwargs=True)
+                for module in self.attention_modules
+            ]
+        else:
+            self.attention_modules = []
+            self._handles = [
+                projector.register_forward_hook(self._hook("image")),
+                self.embedding.register_forward_hook(self._hook("text")),
+            ]
+
+    @staticmethod
+    def _language_attention(model: nn.Module, text_config: Any) -> list[nn.Module]:
+        """The self-attention modules of the language model's decoder layers."""
+        implementation = getattr(text_config, "_attn_implementation", None) or "eager"
+        if implementation not in BIASABLE_ATTENTION:
+            raise ConfigError(
+                f"apply='attention' extends eager or sdpa attention masks, not "
+                f"{implementation!r}: load the model with attn_implementation='sdpa', or use "
+                "apply='embedding'"
+            )
+        decoder = model.get_decoder()
+        if getattr(decoder.config, "is_encoder_decoder", False):
+            raise ConfigError(
+                "apply='attention' supports decoder-only language models (OPT, LLaMA ...): "
+                "use apply='embedding' for an encoder-decoder such as Flan-T5"
+            )
+        modules = [m for name, m in decoder.named_modules() if name.endswith("self_attn")]
+        if not modules:
+            raise ConfigError(
+                f"no self-attention modules found in {type(decoder).__name__}: use "
+                "apply='embedding'"
+            )
+        return modules
 
     # ----------------------------------------------------------------------------- signals
     @torch.no_grad()
@@ -222,9 +292,7 @@ class DMSForVision2Seq(nn.Module):
         mc = logits[2 * batch :]
         mc_image = mc[: samples * batch].reshape(samples, batch, -1)
         mc_text_logits = mc[samples * batch :].reshape(samples, batch, -1)
-        confidence = torch.stack(
-            [normalised_entropy_confidence(det_image), normalised_entropy_confidence(det_text)], 1
-        )
+        confidence = CONFIDENCES[self.confidence](torch.stack([det_image, det_text], 1))
         uncertainty = torch.stack(
             [
                 topk_mc_uncertainty(mc_image, self.top_k),
@@ -232,11 +300,14 @@ class DMSForVision2Seq(nn.Module):
             ],
             dim=1,
         )
-        pooled_image = tokens.float().mean(dim=1)
-        text_weight = is_text.unsqueeze(-1).to(torch.float32)
-        pooled_text = (text.float() * text_weight).sum(1) / text_weight.sum(1).clamp_min(1.0)
         present = torch.ones(batch, 2, dtype=torch.bool, device=tokens.device)
-        consistency = semantic_consistency(torch.stack([pooled_image, pooled_text], 1), present)
+        if self.consistency == "agreement":
+            consistency = prediction_agreement(torch.stack([det_image, det_text], 1), present)
+        else:
+            pooled_image = tokens.float().mean(dim=1)
+            text_weight = is_text.unsqueeze(-1).to(torch.float32)
+            pooled_text = (text.float() * text_weight).sum(1) / text_weight.sum(1).clamp_min(1.0)
+            consistency = semantic_consistency(torch.stack([pooled_image, pooled_text], 1), present)
         weights = self.scheduler(confidence, uncertainty, consistency, present)
         return DMSSignals(weights, confidence, uncertainty, consistency)
 
@@ -285,7 +356,57 @@ class DMSForVision2Seq(nn.Module):
                 kwargs["logits_to_keep"] = 1
         return language_model(**kwargs).logits[:, -1]
 
-    # ----------------------------------------------------------------------------- scaling
+    # ----------------------------------------------------------------------------- applying
+    def key_bias(self, weights: Tensor, input_ids: Tensor) -> Tensor:
+        """``[B, L]`` attention bias of each token as a key: ``log(M·w_m)`` of its modality."""
+        log_weights = (len(MODALITIES) * weights.detach().float()).log().clamp_min(MIN_BIAS)
+        is_image = input_ids == self.image_token_id
+        return torch.where(is_image, log_weights[:, :1], log_weights[:, 1:])
+
+    def _bias_attention(
+        self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[tuple[Any, ...], dict[str, Any]] | None:
+        """Forward pre-hook: add the key bias to the attention mask the layer receives."""
+        bias = self._key_bias
+        if bias is None:
+            return None
+        self._fired.add("attention")
+        hidden = kwargs["hidden_states"] if "hidden_states" in kwargs else args[0]
+        batch, queries = hidden.shape[:2]
+        mask = kwargs.get("attention_mask")
+        if mask is not None and not isinstance(mask, Tensor):
+            raise ConfigError(
+                f"apply='attention' cannot extend a {type(mask).__name__} attention mask: load "
+                "the model with attn_implementation='sdpa' or 'eager'"
+            )
+        cache = kwargs.get("cache", kwargs.get("past_key_values"))
+        past = 0
+        if mask is None and cache is not None:
+            past = int(cache.get_seq_length(getattr(module, "layer_idx", 0)))
+        keys = int(mask.shape[-1]) if mask is not None else past + queries
+        if batch % bias.shape[0] or keys < bias.shape[1]:
+            raise DataError(
+                f"DMS key bias for {bias.shape[0]} prompts of {bias.shape[1]} tokens cannot "
+                f"weight {batch} sequences of {keys} keys: use one image per prompt"
+            )
+        bias = bias.repeat_interleave(batch // bias.shape[0], dim=0)
+        bias = nn.functional.pad(bias, (0, keys - bias.shape[1]))  # generated tokens: no bias
+        dtype = hidden.dtype
+        compute = torch.promote_types(dtype, torch.float32)  # fp16/bf16 hosts: add in fp32
+        zero = torch.zeros((), dtype=compute, device=hidden.device)
+        lowest = torch.full((), torch.finfo(dtype).min, dtype=compute, device=hidden.device)
+        if mask is None:  # causal, aligned on the last query: key j <= past + i
+            rows = past + torch.arange(queries, device=hidden.device).unsqueeze(1)
+            allowed = torch.arange(keys, device=hidden.device).unsqueeze(0) <= rows
+            additive = torch.where(allowed, zero, lowest).view(1, 1, queries, keys)
+        elif mask.dtype == torch.bool:
+            additive = torch.where(mask, zero, lowest)
+        else:
+            additive = mask.to(compute)
+        biased = additive + bias.to(device=hidden.device, dtype=compute)[:, None, None, :]
+        kwargs = dict(kwargs, attention_mask=torch.maximum(biased, lowest).to(dtype))
+        return args, kwargs
+
     def _hook(self, modality: str) -> Any:
         def scale(module: nn.Module, args: tuple[Any, ...], output: Tensor) -> Tensor | None:
             factor = self._scales.pop(modality, None)
@@ -303,18 +424,32 @@ class DMSForVision2Seq(nn.Module):
         return scale
 
     @contextmanager
-    def scaling(self, weights: Tensor) -> Iterator[None]:
-        """Within the block, the next image-token and prompt embeddings are scaled by ``M·w``."""
-        factors = len(MODALITIES) * weights.detach()
-        self._scales = {"image": factors[:, 0], "text": factors[:, 1]}
+    def weighting(self, weights: Tensor, input_ids: Tensor) -> Iterator[None]:
+        """Within the block, the host model's calls use the DMS weights ``[B, 2]`` (image, text).
+
+        ``apply="attention"``: the attention bias of ``input_ids``'s image and text tokens, for
+        every call in the block (a ``generate`` included); uniform weights add nothing.
+        ``apply="embedding"``: the next image-token and prompt embeddings are scaled by ``M·w``.
+        """
         self._fired = set()
+        expected: set[str] = set()
+        if self.apply == "attention":
+            bias = self.key_bias(weights, input_ids)
+            if bool((bias != 0).any()):  # uniform weights: the host model exactly as it is
+                self._key_bias = bias
+                expected = {"attention"}
+        else:
+            factors = len(MODALITIES) * weights.detach()
+            self._scales = {"image": factors[:, 0], "text": factors[:, 1]}
+            expected = set(MODALITIES)
         try:
             yield
         finally:
             self._scales = {}
-        if self._fired != set(MODALITIES):
+            self._key_bias = None
+        if not expected <= self._fired:
             raise RuntimeError(
-                f"DMS scaling hooks fired for {sorted(self._fired)} only: this transformers "
+                f"DMS hooks fired for {sorted(self._fired)} only: this transformers "
                 "version builds the inputs differently; please report it"
             )
 
@@ -341,9 +476,9 @@ class DMSForVision2Seq(nn.Module):
         attention_mask: Tensor | None = None,
         **kwargs: Any,
     ) -> Any:
-        """The host model's forward with DMS-scaled embeddings; ``last_signals`` holds the weights."""
+        """The host model's forward under the DMS weights; ``last_signals`` holds them."""
         signals = self._signals(pixel_values, input_ids, attention_mask, kwargs)
-        with self.scaling(signals.weights):
+        with self.weighting(signals.weights, input_ids):
             return self.model(
                 pixel_values=pixel_values,
                 input_ids=input_ids,
@@ -359,9 +494,9 @@ class DMSForVision2Seq(nn.Module):
         attention_mask: Tensor | None = None,
         **kwargs: Any,
     ) -> Tensor:
-        """The host model's ``generate`` with the prompt's embeddings scaled by DMS."""
+        """The host model's ``generate`` under the DMS weights of the prompt."""
         signals = self._signals(pixel_values, input_ids, attention_mask, kwargs)
-        with self.scaling(signals.weights):
+        with self.weighting(signals.weights, input_ids):
             return self.model.generate(
                 pixel_values=pixel_values,
                 input_ids=input_ids,
