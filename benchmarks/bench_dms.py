@@ -40,14 +40,6 @@ from robustfusion.training.config import TrainConfig
 from robustfusion.types import Batch
 
 
-class EncodingModel(MultimodalModel):
-    """A model whose features come from ``method.encode`` (what ``encoder_top``/``encoder``
-    need; see docs/dms.md)."""
-
-    def encode(self, inputs: dict[str, Tensor]) -> dict[str, Tensor]:
-        return self.method.encode(self.encoders, inputs)
-
-
 @torch.no_grad()
 def loop_forward(model: MultimodalModel, batch: Batch, samples: int) -> Tensor:
     """Naive MC dropout: T full passes (encoders + heads, dropout on), then DMS's fusion."""
@@ -103,7 +95,7 @@ def main() -> None:
     for scope in args.scopes:
         config.method_options = {"dms": {"T": args.T, "mc_scope": scope}}
         built = build_model(config, splits.info)
-        models[f"dms-{scope}"] = EncodingModel(built.encoders, built.method)
+        models[f"dms-{scope}"] = built
     for model in models.values():
         model.to(device).eval()
     data = splits.test

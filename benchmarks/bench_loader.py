@@ -29,8 +29,13 @@ from torch.utils.data import DataLoader
 
 from robustfusion.atomic import save_image, save_npy, write_json, write_text
 from robustfusion.data import DatasetInfo, collate
-from robustfusion.data.datasets.av_clips import ClipEntry, frame_dir_name, frame_name, write_index_rows
 from robustfusion.data.datasets import cremad
+from robustfusion.data.datasets.av_clips import (
+    ClipEntry,
+    frame_dir_name,
+    frame_name,
+    write_index_rows,
+)
 from robustfusion.encoders import build_encoder
 from robustfusion.methods.base import MethodSpec, build_method
 from robustfusion.model import MultimodalModel

@@ -37,13 +37,6 @@ def standardised(info: DatasetInfo) -> DatasetInfo:
     )
 
 
-class EncodingModel(MultimodalModel):
-    """Features from ``method.encode`` (what ``encoder_top``/``encoder`` need)."""
-
-    def encode(self, inputs: dict[str, Tensor]) -> dict[str, Tensor]:
-        return self.method.encode(self.encoders, inputs)
-
-
 @torch.no_grad()
 def measure(model: MultimodalModel, dataset, info, target: str, severity: float) -> dict:
     seed_all(0)
@@ -84,7 +77,7 @@ def main() -> None:
         scoped.method_options = {**scoped.method_options, "dms": {**options, "mc_scope": scope}}
         built = build_model(scoped, splits.info)
         built.load_state_dict(trained.state_dict())
-        model = EncodingModel(built.encoders, built.method).eval()
+        model = built.eval()
         for target in names:
             for severity in args.severities:
                 r = measure(model, dataset, info, target, severity)

@@ -28,7 +28,8 @@ class MultimodalModel(nn.Module):
         self.method = method
 
     def encode(self, inputs: Mapping[str, Tensor]) -> dict[str, Tensor]:
-        return {m: self.encoders[m](inputs[m]) for m in self.method.modalities}
+        """``method.encode(encoders, inputs)``: by default each modality through its encoder."""
+        return self.method.encode(self.encoders, inputs)
 
     def forward(self, batch: Batch) -> FusionOutput:
         for m in self.method.modalities:

@@ -87,3 +87,11 @@ def test_encoder_without_split_is_a_config_error() -> None:
 
     with pytest.raises(ConfigError, match="split"):
         encoder_stages(torch.nn.Linear(3, 4))
+
+
+def test_identity_encoder_passes_vectors_through_with_their_size() -> None:
+    encoder = build_encoder("identity", (7,), out_dim=128)
+    x = torch.randn(3, 7)
+    assert encoder.out_dim == 7 and torch.equal(encoder(x), x)
+    with pytest.raises(ConfigError, match="vector inputs"):
+        build_encoder("identity", (1, 8, 8))

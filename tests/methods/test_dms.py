@@ -446,23 +446,19 @@ def test_encoder_scope_keeps_batch_norm_statistics_and_trains_the_encoders() -> 
     assert encoders["a"].features[0][0].weight.grad is not None
 
 
-def test_encoder_scopes_train_through_a_model_that_calls_encode(tiny_npz: Path) -> None:
-    """A model that builds its features with method.encode (the hook this scope needs)."""
+def test_encoder_scopes_train_through_the_model(tiny_npz: Path) -> None:
+    """MultimodalModel builds its features with method.encode (the hook this scope needs)."""
     from robustfusion.data import collate, load_dataset
     from robustfusion.model import MultimodalModel
     from robustfusion.training.build import build_encoders
     from robustfusion.training.config import TrainConfig
-
-    class EncodingModel(MultimodalModel):
-        def encode(self, inputs: dict[str, Tensor]) -> dict[str, Tensor]:
-            return self.method.encode(self.encoders, inputs)
 
     torch.manual_seed(0)
     splits = load_dataset(None, data=tiny_npz, seed=0)
     config = TrainConfig(data=str(tiny_npz), hidden_dim=16, feature_dim=16)
     encoders = build_encoders(config, splits.info)
     spec = MethodSpec(("a", "b"), {"a": 16, "b": 16}, 3, hidden_dim=16)
-    model = EncodingModel(encoders, DMS(spec, T=4, mc_scope="encoder_top"))
+    model = MultimodalModel(encoders, DMS(spec, T=4, mc_scope="encoder_top"))
     batch = collate(splits.train.__getitems__(list(range(16))))
     optimiser = torch.optim.Adam(model.parameters(), lr=0.01)
     model.train()
@@ -477,10 +473,10 @@ def test_encoder_scopes_train_through_a_model_that_calls_encode(tiny_npz: Path) 
     with torch.no_grad():
         out = model(batch)
     assert float(out.extras["uncertainty"].max()) > 0
-    # the plain model (which does not call encode) gets a one-line error naming the fix
-    plain = MultimodalModel(encoders, model.method)
+    # features that did not come from method.encode: a one-line error naming the fix
+    features = {m: encoders[m](batch.inputs[m]) for m in spec.modalities}
     with pytest.raises(ConfigError, match="mc_scope=classifier or head"):
-        plain(batch)
+        model.method(features, batch.present)
 
 
 @pytest.mark.parametrize("training", [False, True])

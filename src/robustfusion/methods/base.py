@@ -134,6 +134,17 @@ class Method(nn.Module):
     ) -> FusionOutput:
         raise NotImplementedError  # pragma: no cover - interface
 
+    def encode(
+        self, encoders: Mapping[str, nn.Module], inputs: Mapping[str, Tensor]
+    ) -> dict[str, Tensor]:
+        """Features of every modality: ``{m: encoders[m](inputs[m])}``. A method that runs part of
+        the encoders itself (DMS's MC dropout over them) overrides this; a wrapper asks its inner
+        method. :class:`~robustfusion.model.MultimodalModel` encodes through this hook."""
+        inner = getattr(self, "inner", None)
+        if isinstance(inner, Method):
+            return inner.encode(encoders, inputs)
+        return {m: encoders[m](inputs[m]) for m in self.modalities}
+
     def losses(self, output: FusionOutput, batch: Batch) -> dict[str, Tensor]:
         """Named loss terms whose sum is minimised; default: cross-entropy of the fused logits."""
         return {"ce": F.cross_entropy(output.logits, batch.target)}
