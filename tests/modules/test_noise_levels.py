@@ -50,3 +50,14 @@ def test_hash_and_noise_seeds_are_distinct_streams() -> None:
     assert h.dtype == torch.long and int(h.min()) >= 0 and int(h.max()) < 2**31
     assert len(set(h.tolist())) > 990
     assert not torch.equal(noise_seeds(index, 0, 0, 0), noise_seeds(index, 0, 0, 1))
+
+
+def test_all_levels_at_once_equal_the_levels_of_each_modality() -> None:
+    from robustfusion.modules.noise_levels import draw_all_noise_levels
+
+    index = torch.arange(300)
+    every = draw_all_noise_levels(index, seed=3, epoch=2, modalities=4)
+    for j in range(4):
+        assert torch.equal(every[:, j], draw_noise_levels(index, seed=3, epoch=2, modality=j))
+    clean = (every == 1).all(dim=1)
+    assert 0.4 < float(clean.float().mean()) < 0.6  # one coin per sample for all modalities

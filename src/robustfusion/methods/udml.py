@@ -31,7 +31,7 @@ weights once training has reached their phase (a buffer saved with the weights) 
 ``on_epoch_start`` (a plain loop) the method runs in its final phase.
 
 Noise injection (``prepare_batch``, training only): a level ``v in {1..11}`` per sample and
-modality (:func:`draw_noise_levels`, half the samples clean), fixed per sample for the run
+modality (:func:`draw_all_noise_levels`, half the samples clean), fixed per sample for the run
 (``level_draw="per_run"``, [code]) or redrawn every epoch (``"per_epoch"``, [ours]). ``v = 1`` is
 clean, ``v = max_level`` replaces the input by pure noise of that level's std, otherwise Gaussian
 noise of std ``v^2`` 0-255 units for images, for spectrograms ``0.25 v`` in standardised units
@@ -65,7 +65,7 @@ from robustfusion.modules.fusion import build_fusion
 from robustfusion.modules.heads import UnimodalHeads
 from robustfusion.modules.linear_head import ConcatLinearHead
 from robustfusion.modules.noise_estimator import StackedNoiseEstimators, pool_map
-from robustfusion.modules.noise_levels import draw_noise_levels, noise_seeds
+from robustfusion.modules.noise_levels import draw_all_noise_levels
 from robustfusion.modules.probabilistic import (
     ProbabilisticHead,
     StackedProbabilisticHeads,
@@ -73,6 +73,7 @@ from robustfusion.modules.probabilistic import (
     kl_sufficient_statistics,
 )
 from robustfusion.registry import METHODS
+from robustfusion.rng import stream
 from robustfusion.types import Batch, FusionOutput
 
 _DEFAULT_IMAGE_SCALE = 1.0 / 255.0
@@ -386,25 +387,36 @@ class UDML(Method):
     def inject(self, batch: Batch, levels: Mapping[str, Tensor], epoch: int = 0) -> Batch:
         """Apply noise levels ``{m: FloatTensor[B]}`` to a batch; sets ``batch.noise_level``.
 
-        ``v = 1`` leaves the input unchanged, ``v >= max_level`` replaces it by pure noise. Noise is
-        seeded per ``(seed, sample index, epoch, modality)``. Absent modalities are left alone.
+        ``v = 1`` leaves the input unchanged, ``v >= max_level`` replaces it by pure noise. The
+        noise of every modality comes from one draw per sample (``udml-noise``, keyed on
+        ``(seed, epoch, sample index)``; modality ``m`` takes its slice in modality order), so
+        it does not depend on the batch. Absent modalities are left alone.
         """
-        from robustfusion.data.corruptions import add_gaussian_noise
-
+        chosen = [(j, m) for j, m in enumerate(self.modalities) if m in levels]
+        if not chosen:
+            return batch
+        index = batch.index
+        sizes = [batch.inputs[m][0].numel() for _, m in chosen]
+        offsets = [0]
+        for m in self.modalities:
+            offsets.append(offsets[-1] + (batch.inputs[m][0].numel() if m in levels else 0))
+        first = batch.inputs[chosen[0][1]]
+        work = torch.float64 if first.dtype == torch.float64 else torch.float32
+        noise = stream(self.seed, "udml-noise", "train", int(epoch)).normal(
+            index.to(first.device), (offsets[-1],), dtype=work
+        )
         inputs = dict(batch.inputs)
         noise_level = dict(batch.noise_level)
-        for j, m in enumerate(self.modalities):
-            if m not in levels:
-                continue
+        for (j, m), size in zip(chosen, sizes, strict=True):
             x = batch.inputs[m]
             present = batch.present[m].to(x.device)
             v = levels[m].to(x.device, x.dtype).reshape(-1).expand(x.shape[0])
             v = torch.where(present, v, torch.ones_like(v))
             shape = (-1,) + (1,) * (x.dim() - 1)
             pure = (v >= self.max_level).view(shape)
-            std = torch.where(v > 1, self.noise_std(m, v), torch.zeros_like(v))
-            seeds = noise_seeds(batch.index.to(x.device), self.seed, epoch, j)
-            noisy = add_gaussian_noise(torch.where(pure, torch.zeros_like(x), x), std, seeds)
+            std = torch.where(v > 1, self.noise_std(m, v), torch.zeros_like(v)).view(shape)
+            eps = noise[:, offsets[j] : offsets[j] + size].reshape(x.shape).to(x.dtype)
+            noisy = torch.where(pure, torch.zeros_like(x), x) + std * eps
             inputs[m] = torch.where((v > 1).view(shape), noisy, x)
             noise_level[m] = v
         return batch.replace(inputs=inputs, noise_level=noise_level)
@@ -417,11 +429,12 @@ class UDML(Method):
             ones = torch.ones(batch.batch_size, device=batch.target.device)
             return batch.replace(noise_level={m: ones for m in self.modalities})
         draw_epoch = self._epoch if self.level_draw == "per_epoch" else 0
-        levels = {
-            m: draw_noise_levels(batch.index, self.seed, draw_epoch, j, self.max_level)
-            for j, m in enumerate(self.modalities)
-        }
-        return self.inject(batch, levels, epoch=self._epoch)
+        levels = draw_all_noise_levels(
+            batch.index, self.seed, draw_epoch, len(self.modalities), self.max_level
+        )
+        return self.inject(
+            batch, {m: levels[:, j] for j, m in enumerate(self.modalities)}, epoch=self._epoch
+        )
 
     # ----------------------------------------------------------------- representation
     def _head_input(self, modality: str, feature: Tensor) -> Tensor:

@@ -26,12 +26,24 @@ def sample_hash(index: Tensor, *keys: int) -> Tensor:
 def draw_noise_levels(
     index: Tensor, seed: int, epoch: int, modality: int, max_level: int = 11
 ) -> Tensor:
-    """``FloatTensor[B]`` of levels in ``{1..max_level}``; samples whose coin says clean get 1."""
+    """``FloatTensor[B]`` of levels in ``{1..max_level}`` of modality number ``modality``;
+    samples whose coin says clean get 1 (column ``modality`` of :func:`draw_all_noise_levels`)."""
+    return draw_all_noise_levels(index, seed, epoch, int(modality) + 1, max_level)[:, -1]
+
+
+def draw_all_noise_levels(
+    index: Tensor, seed: int, epoch: int, modalities: int, max_level: int = 11
+) -> Tensor:
+    """``FloatTensor[B, M]``: every modality's level at once. Element ``j`` of a sample's draw is
+    modality ``j``'s level, a function of ``(seed, epoch, index, j)`` alone; one coin per sample
+    (``udml-clean``) sets all its modalities clean."""
     clean = stream(seed, "udml-clean", "train", int(epoch)).bernoulli(index, 0.5)
-    level = 1 + stream(seed, "udml-level", "train", int(epoch), int(modality)).integers(
-        index, int(max_level)
+    level = 1 + stream(seed, "udml-level", "train", int(epoch)).integers(
+        index, int(max_level), (int(modalities),)
     )
-    return torch.where(clean, torch.ones_like(level), level).to(torch.get_default_dtype())
+    return torch.where(clean.unsqueeze(1), torch.ones_like(level), level).to(
+        torch.get_default_dtype()
+    )
 
 
 def noise_seeds(index: Tensor, seed: int, epoch: int, modality: int) -> Tensor:
