@@ -42,6 +42,7 @@ from robustfusion.threads import configure_threads
 from robustfusion.training.build import build_model, load_data
 from robustfusion.training.config import TrainConfig
 from robustfusion.training.datamodule import EpochSeededSampler, collate_pinnable
+from robustfusion.training.optim import build_optimizer
 from robustfusion.training.run import train
 from robustfusion.training.seeding import seed_all
 
@@ -84,7 +85,7 @@ def plain_loop(config: TrainConfig, splits: Any) -> float:
     torch.use_deterministic_algorithms(config.deterministic, warn_only=True)
     _sync(device)
     started = time.perf_counter()
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    optimizer = build_optimizer(model.parameters(), config)  # the trainer's own choice
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda epoch: float(method.lr_scale(epoch, config.epochs))
     )

@@ -33,6 +33,7 @@ from robustfusion.data.base import TensorMultimodalDataset
 from robustfusion.model import MultimodalModel
 from robustfusion.training.build import build_model
 from robustfusion.training.config import TrainConfig
+from robustfusion.training.optim import build_optimizer
 
 
 def _block(
@@ -108,7 +109,7 @@ def main() -> None:
         torch.manual_seed(0)
         models[name] = build_model(config, splits.info)
         models[name].method.on_epoch_start(8, 10)
-        optimizers[name] = torch.optim.Adam(models[name].parameters(), lr=1e-3)
+        optimizers[name] = build_optimizer(models[name].parameters(), config)  # the trainer's
     times: dict[str, list[float]] = {name: [] for name in models}
     prepare: list[float] = []
     for block in range(args.blocks + 1):

@@ -147,16 +147,10 @@ class FusionModule(L.LightningModule):
         self.method.after_backward(self.model.encoders)
 
     def configure_optimizers(self) -> dict[str, Any]:
+        from robustfusion.training.optim import build_optimizer
+
         config = self.config
-        params = self.model.parameters()
-        if config.optimizer == "adam":
-            optimizer = torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
-        elif config.optimizer == "adamw":
-            optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
-        else:
-            optimizer = torch.optim.SGD(
-                params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
-            )
+        optimizer = build_optimizer(self.model.parameters(), config)
         method, epochs = self.method, config.epochs
         scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda epoch: float(method.lr_scale(epoch, epochs))
