@@ -245,7 +245,7 @@ def main() -> None:
                         seed=seed,
                         out=str(run_dir),
                     )
-                    train(config, progress=False)
+                    train(config, resume=True, progress=False)
                 model, splits, _ = load_run(run_dir)
                 info = standardised(splits.info)
                 dynamic = getattr(model.method, "has_dynamic_weights", False)

@@ -74,7 +74,7 @@ def _run(out: Path, dataset: str, method: str, seed: int, epochs: int, **extra: 
             out=str(run_dir),
             **extra,
         )
-        train(config, progress=False)
+        train(config, resume=True, progress=False)
     return run_dir
 
 
@@ -201,7 +201,7 @@ def _unimodal(out: Path, modality: str, seed: int, epochs: int) -> Path:
             seed=seed,
             out=str(run_dir),
         )
-        train(config, progress=False)
+        train(config, resume=True, progress=False)
     return run_dir
 
 

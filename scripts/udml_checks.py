@@ -91,7 +91,7 @@ def train_one(args: argparse.Namespace, variant: str, seed: int) -> Path:
         out=str(directory),
     ).with_overrides(**{**defaults, **args.train_option, **settings})
     started = time.perf_counter()
-    metrics = train(config, progress=False)
+    metrics = train(config, resume=True, progress=False)
     print(
         f"trained {variant} seed {seed}: test {metrics['accuracy']:.4f} (best epoch "
         f"{metrics['best_epoch']}, {time.perf_counter() - started:.0f} s)",

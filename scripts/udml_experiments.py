@@ -97,7 +97,7 @@ def train_one(out: Path, dataset: str, variant: str, seed: int, epochs: int | No
         **settings,
     )
     started = time.perf_counter()
-    metrics = train(config, progress=False)
+    metrics = train(config, resume=True, progress=False)
     print(
         f"trained {dataset} {variant} seed {seed}: test acc {metrics['accuracy']:.4f} "
         f"(best epoch {metrics['best_epoch']}, {time.perf_counter() - started:.0f} s)",
