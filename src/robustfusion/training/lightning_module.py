@@ -71,6 +71,10 @@ class FusionModule(L.LightningModule):
         self._val_total = 0
         self._train_sums: dict[str, Tensor] = {}
         self._train_samples = 0
+        # The optimisation step is written out in training_step (Lightning's manual
+        # optimisation): its automatic loop wraps every step in closures and hooks that cost a
+        # tenth of a small model's step (mfeat) and do nothing this trainer needs.
+        self.automatic_optimization = False
 
     @property
     def method(self) -> Any:
@@ -104,7 +108,22 @@ class FusionModule(L.LightningModule):
             self._write_row(row)
             if self._shows_progress():
                 self.log("train_loss", loss.detach(), prog_bar=True, logger=False, batch_size=size)
+        self._optimise(loss)
         return loss
+
+    def _optimise(self, loss: Tensor) -> None:
+        """Backward (the method's gradient modulation runs in ``on_after_backward``), gradient
+        clipping by norm when ``gradient_clip_val`` is set, then the optimiser step."""
+        optimizer = self.optimizers()
+        optimizer.zero_grad(set_to_none=True)
+        self.manual_backward(loss)
+        if self.config.gradient_clip_val:
+            self.clip_gradients(
+                optimizer,
+                gradient_clip_val=self.config.gradient_clip_val,
+                gradient_clip_algorithm="norm",
+            )
+        optimizer.step()
 
     def _accumulate(self, name: str, value: Tensor, size: int) -> None:
         """Add ``value * size`` to the epoch sum ``name``, on the device (no synchronisation)."""
@@ -120,6 +139,9 @@ class FusionModule(L.LightningModule):
         return batch_idx + 1 >= last
 
     def on_train_epoch_end(self) -> None:
+        scheduler = self.lr_schedulers()
+        if scheduler is not None:
+            scheduler.step()  # the method's learning-rate schedule, once per epoch
         if not self._train_sums:
             return
         names = list(self._train_sums)

@@ -512,7 +512,6 @@ def _trainer(
         strategy=config.strategy,
         precision=config.precision,  # type: ignore[arg-type]
         deterministic="warn" if config.deterministic else False,
-        gradient_clip_val=config.gradient_clip_val or None,
         default_root_dir=str(out),
         logger=CSVLogger(save_dir=str(out), name="logs", version=""),
         log_every_n_steps=1,
