@@ -782,6 +782,49 @@ def dataset_columns(
     return titles, table, set(effect_titles)
 
 
+def _reference_table(folder: Folder, reference: dict[str, Any]) -> list[str]:
+    """Accuracy per severity of every method beside figures published elsewhere (e.g. the
+    official TMC code's), for one corruption and target; ✓ marks the reference method within
+    ``tolerance`` of every anchor."""
+    corruption = reference.get("corruption", "gaussian")
+    target = reference.get("target", "all")
+    anchors = {float(k): float(v) for k, v in reference["accuracy"].items()}
+    levels = sorted(anchors)
+    tolerance = float(reference.get("tolerance", 0.01))
+    results = folder.results
+    header = " | ".join(f"σ={x:g}" if x else "clean" for x in levels)
+    lines = [
+        f"Beside {reference.get('source', 'a reference')} ({corruption}, target {target}; "
+        "accuracy %, mean ± std over seeds):",
+        "",
+        f"| method | {header} |",
+        "|---|" + "---|" * len(levels),
+        "| **reference** | " + " | ".join(f"{100 * anchors[x]:.2f}" for x in levels) + " |",
+    ]
+    for m in results.methods:
+        cells, within = [], True
+        for x in levels:
+            c, t = (CLEAN, "all") if x == 0 else (corruption, target)
+            values = [results.value(m, seed, c, t, x, "accuracy") for seed in results.seeds_of(m)]
+            values = [v for v in values if not math.isnan(v)]
+            if not values:
+                cells.append("–")
+                within = False
+                continue
+            mean, std = _stats(values)
+            within &= abs(mean - anchors[x]) <= tolerance + 1e-12
+            cells.append(f"{100 * mean:.2f} ± {100 * std:.2f}")
+        mark = " ✓" if m == reference.get("method") and within else ""
+        lines.append(f"| {m}{mark} | " + " | ".join(cells) + " |")
+    method = reference.get("method")
+    if method:
+        lines += [
+            "",
+            f"✓: `{method}` lands within {100 * tolerance:g} point(s) of every reference figure.",
+        ]
+    return [*lines, ""]
+
+
 def write_results_page(
     folders: Sequence[Path], out: Path, command: str, wall_seconds: float
 ) -> Path:
@@ -817,24 +860,42 @@ def write_results_page(
         path = Path(path)
         write_report(path)
         folder = Folder.read(path)
+        part = _part_info(path)
         title = name if names.count(name) == 1 else f"{name} (`{path.name}`)"
+        if part.get("name") and part["name"] != name:
+            title = f"{part['name']} ({name})"
         slug = name if names.count(name) == 1 else f"{name}-{path.name}"
-        lines += _dataset_section(folder, title, figures_root / slug, out.parent)
+        lines += _dataset_section(folder, title, figures_root / slug, out.parent, part)
     write_text(out, "\n".join(lines) + "\n")
     return out
 
 
-def _dataset_section(folder: Folder, title: str, figures: Path, page_dir: Path) -> list[str]:
+#: A suite part's description beside its benchmark folder (written by the suite runner).
+PART_FILE = "suite_part.json"
+
+
+def _part_info(path: Path) -> dict[str, Any]:
+    file = Path(path) / PART_FILE
+    return json.loads(file.read_text(encoding="utf-8")) if file.is_file() else {}
+
+
+def _dataset_section(
+    folder: Folder, title: str, figures: Path, page_dir: Path, part: dict[str, Any] | None = None
+) -> list[str]:
     results = folder.results
     titles, table, against_zero = dataset_columns(folder)
-    base = folder.meta.get("base_config", {})
+    part = part or {}
     lines = [f"## {title}", ""]
+    if part.get("note"):
+        lines += [part["note"] + ".", ""]
     lines.append(
-        f"Methods {', '.join(results.methods)}; seeds {', '.join(map(str, results.seeds))}"
-        + (f"; {base['epochs']} epochs" if "epochs" in base else "")
-        + f". Full report: `{folder.path / REPORT_FILE}`."
+        f"Methods {', '.join(results.methods)}; seeds {', '.join(map(str, results.seeds))}. "
+        f"Full report: `{folder.path / REPORT_FILE}`."
     )
     lines.append("")
+    lines += _settings_used(folder.meta)
+    if part.get("reference"):
+        lines += _reference_table(folder, part["reference"])
     reference = table.get("static")
     if reference is None:
         lines += ["No `static` run in this benchmark: no test against static.", ""]

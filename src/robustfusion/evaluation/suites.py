@@ -20,6 +20,7 @@ from robustfusion.atomic import write_json
 from robustfusion.errors import ConfigError, UnknownNameError
 from robustfusion.evaluation.benchmark import Benchmark, BenchmarkConfig
 from robustfusion.evaluation.grids import Grid
+from robustfusion.evaluation.report import PART_FILE
 from robustfusion.training.config import TrainConfig
 
 #: Every invocation of a suite in its folder, with its wall time (resumed suites add up).
@@ -132,6 +133,10 @@ def run_suite(
     reports: dict[str, Path] = {}
     try:
         for part in chosen:
+            write_json(
+                out / part.name / PART_FILE,
+                {"name": part.name, "note": part.note, "reference": part.reference},
+            )
             benchmark = Benchmark(part.config(out, jobs, threads_per_job), progress=progress)
             reports[part.name] = benchmark.run()
     finally:
