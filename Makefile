@@ -11,7 +11,7 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.robustfusion-installed
 
-.PHONY: setup system-deps demo test lint format clean
+.PHONY: setup system-deps demo leaderboard test lint format clean
 
 DEV_STAMP := $(VENV)/.robustfusion-dev-installed
 
@@ -19,7 +19,8 @@ DEV_STAMP := $(VENV)/.robustfusion-dev-installed
 DEMO_METHODS ?= static,udml
 DEMO_DATASET ?= mfeat
 DEMO_OUT ?= runs/demo
-DEMO_FLAGS ?= --seeds 0 --quick
+DEMO_FLAGS ?= --modalities fou,mor --seeds 0,1,2 --quick
+LEADERBOARD_OUT ?= runs/leaderboard
 
 # torch and the package with its runtime dependencies only (what the demo needs).
 $(STAMP): pyproject.toml
@@ -55,6 +56,13 @@ demo: $(STAMP)
 	@sed -n '/^## Clean test accuracy/,/^## Accuracy vs severity/p' $(DEMO_OUT)/report.md | sed '$$d'
 	@echo "report: $(DEMO_OUT)/report.md"
 	@echo "figures: $$(ls $(DEMO_OUT)/figures/*.png | tr '\n' ' ')"
+
+# Every method on mfeat, avdigits and fsdd_digits under every corruption (resumable; about two
+# hours on 2 cores), then docs/results.md. See docs/benchmark.md.
+leaderboard: $(STAMP) system-deps
+	$(BIN)/robustfusion prepare avdigits
+	$(BIN)/robustfusion benchmark --suite leaderboard --out $(LEADERBOARD_OUT) \
+		--results-page docs/results.md
 
 test: setup
 	$(BIN)/python -m pytest
