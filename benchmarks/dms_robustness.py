@@ -41,6 +41,7 @@ METHODS: dict[str, tuple[str, dict]] = {
     "dms-uniform": ("dms", {"dms": {"weights": "uniform"}}),
     # options: the bounded confidence of the previous version, the agreement consistency
     "dms-normalised": ("dms", {"dms": {"confidence": "normalised"}}),
+    "dms-cosine": ("dms", {"dms": {"consistency": "cosine"}}),  # the paper's consistency
     "dms-agreement": ("dms", {"dms": {"consistency": "agreement"}}),
     # extension: the learned scheduler trained with noise on one random modality (std U(0, 4))
     "dms-learned-noise": ("dms", {"dms": {"scheduler": "learned", "train_noise": 4.0}}),

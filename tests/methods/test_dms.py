@@ -341,13 +341,15 @@ def test_agreement_consistency_does_not_cancel_with_two_modalities(trained_rule:
     x["b"] = 3.0 * torch.randn(100, 8, generator=torch.Generator().manual_seed(1))
     scheduler = trained_rule.scheduler
     scheduler.a, scheduler.b = 0.0, 0.0
+    kind = trained_rule.consistency_kind
     try:
+        trained_rule.consistency_kind = "cosine"
         cosine = trained_rule(x, _present(100))
         trained_rule.consistency_kind = "agreement"
         agreement = trained_rule(x, _present(100))
     finally:
         scheduler.a, scheduler.b = 1.0, 1.0
-        trained_rule.consistency_kind = "cosine"
+        trained_rule.consistency_kind = kind
     torch.testing.assert_close(cosine.weights, torch.full((100, 2), 0.5))
     s = agreement.extras["consistency"]
     assert float((s[:, 0] > s[:, 1]).float().mean()) > 0.75  # the clean a agrees more

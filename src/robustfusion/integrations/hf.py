@@ -19,10 +19,11 @@ The weights come from DMS's rule (or a given learned) scheduler over three signa
   token embeddings for the text, ``Var_t`` of the next-token probabilities averaged over the
   ``top_k`` most likely tokens of the mean prediction, ``/ 0.25``. Averaging over a 32k vocabulary
   would make ``u`` vanish, hence the top-k restriction [ours];
-* consistency ``s``: ``(1 + cos)/2`` between the mean-pooled image tokens and the mean-pooled text
-  embeddings in the language model's embedding space [paper] (the same for both modalities when
-  M = 2, so it cancels in the rule); ``consistency="agreement"``: ``exp(−KL(p_m ‖ p_other))``
-  of the two unimodal next-token distributions [ours], which does not cancel.
+* consistency ``s`` (default ``consistency="agreement"``, as :class:`~robustfusion.methods.dms.DMS`):
+  ``exp(−KL(p_m ‖ p_other))`` of the two unimodal next-token distributions [ours], which does
+  not cancel; ``"cosine"``: ``(1 + cos)/2`` between the mean-pooled image tokens and the
+  mean-pooled text embeddings in the language model's embedding space [paper] (the same for both
+  modalities when M = 2, so it cancels in the rule).
 
 All unimodal and MC sequences (``2·(T+1)·B`` rows) go through the language model in one batched,
 left-padded pass (``lm_batch_size`` splits it), outside the weighting. The attention bias is
@@ -150,7 +151,7 @@ class DMSForVision2Seq(nn.Module):
         g: float = 1.0,
         tau: float = 1.0,
         confidence: str = "entropy",
-        consistency: str = "cosine",
+        consistency: str = "agreement",
         apply: str = "attention",
         top_k: int = 10,
         lm_batch_size: int | None = None,

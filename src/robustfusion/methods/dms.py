@@ -10,8 +10,11 @@ each modality per sample:
   classifier only), ``head`` (the head's projector and classifier), ``encoder_top`` (the
   encoder's last block as well) or ``encoder`` (all of it: the paper's "MC dropout on the
   modality encoder");
-* consistency ``s_m = mean_{m'≠m} (1 + cos(z_m, z_m'))/2`` [paper] (``consistency="agreement"``:
-  ``exp(−KL(p_m ‖ p̄_{−m}))`` [ours], which unlike the cosine does not cancel when M = 2).
+* consistency (``consistency="agreement"``, the default [ours]): ``exp(−KL(p_m ‖ p̄_{−m}))``, how
+  well modality ``m``'s prediction agrees with the mean of the others'. The paper's
+  ``s_m = mean_{m'≠m} (1 + cos(z_m, z_m'))/2`` (``consistency="cosine"``) is symmetric: with
+  M = 2 both modalities get the same value and it cancels in the softmax, so it cannot tell a
+  corrupted modality from a clean one on audio-visual data (METHODS.md §2).
 
 A scheduler turns them into weights ``w`` (rule: ``softmax((a·c − b·u + g·s)/τ)``; learned: an
 MLP) [paper], the fused embedding ``z = Σ_m w_m z_m`` is classified, and training minimises
@@ -31,10 +34,12 @@ Decisions where the paper is silent [ours]:
   (``mc_scope=head``: without forming the ``T`` projections, see ``modules/mc_dropout.py``);
 * ``encoder_top`` and ``encoder`` run the encoders' stages themselves (:meth:`DMS.encode`, with
   the encoders in evaluation mode for the MC passes so that batch norms keep their statistics);
-  ``classifier`` is the default: its ``T`` passes are one product (about 2.8x static fusion on
-  mfeat, 1.0x on avdigits, against 5x and 1.0x for ``head`` and 3.8x/14x for the encoder scopes
-  on avdigits), and the four scopes give the same weights within 0.01 on mfeat and avdigits,
-  because ``u`` is small beside the confidence (docs/dms.md); ``encoder`` is the paper's reading;
+  ``head`` is the default [ours]: METHODS.md reads the paper as MC dropout over the modality's
+  encoder *and* head; the head part is the default, the encoder part the options ``encoder_top``
+  and ``encoder``. Measured (docs/dms.md): a 30-epoch avdigits run took 60 s with ``head``-type
+  scopes and over 8 minutes with ``encoder`` (inference 13x static; ``encoder_top`` 3.7x),
+  while the four scopes give the same weights within 0.01 on mfeat and avdigits, because ``u``
+  is small beside the confidence. ``classifier`` (the head's classifier only) is the cheapest;
 * DMS fuses in its own shared space, so ``spec.fusion`` (``--fusion``) is ignored; ``hidden_dim``
   sets the width of the fused classifier and, by default, of the shared space;
 * absent modalities get weight 0, are left out of the consistency of the others and of the
@@ -128,9 +133,9 @@ class DMS(Method):
         scheduler: str = "rule",
         T: int = 10,  # the paper's name, used on the command line: dms.T=10
         mc_dropout: float = 0.1,
-        mc_scope: str = "classifier",
+        mc_scope: str = "head",
         confidence: str = "entropy",
-        consistency: str = "cosine",
+        consistency: str = "agreement",
         a: float = 1.0,
         b: float = 1.0,
         g: float = 1.0,
