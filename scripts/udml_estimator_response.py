@@ -124,42 +124,51 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     if args.run_dirs:
-        for directory in args.run_dirs:
-            model, splits, _ = load_run(directory)
-            curves = response(model, model.method, full_batch(splits.test), "udml")
-            for m, curve in curves.items():
-                values = " ".join(f"{c:.2f}" for c in curve)
-                print(f"{directory} {m}: rho(1..10) {rho(curve):.3f}  sigma_hat v=1..11: {values}")
-        return
-
+        jobs = [(directory, None, None) for directory in args.run_dirs]
+    else:
+        jobs = [
+            (args.runs / dataset / variant / f"seed{seed}", dataset, seed)
+            for dataset in args.datasets
+            for seed in args.seeds
+            for variant in (args.variant, "pe")
+        ]
     summary: dict[str, Any] = {}
-    for dataset in args.datasets:
-        per_modality: dict[str, dict[str, Any]] = {}
-        for seed in args.seeds:
-            for kind, variant in (("udml", args.variant), ("pe", "pe")):
-                directory = args.runs / dataset / variant / f"seed{seed}"
-                if not (directory / "model.pt").is_file():
-                    print(f"skipping {directory}: not trained")
-                    continue
-                model, splits, _ = load_run(directory)
-                injector = model.method if kind == "udml" else UDML(model.method.spec, seed=seed)
-                curves = response(model, injector, full_batch(splits.test), kind)
-                for m, curve in curves.items():
-                    entry = per_modality.setdefault(m, {}).setdefault(
-                        kind, {"curves": [], "rho": [], "seeds": []}
-                    )
-                    entry["curves"].append(curve)
-                    entry["rho"].append(rho(curve))
-                    entry["seeds"].append(seed)
-        for entry in per_modality.values():
+    for directory, _, _ in jobs:
+        if not (directory / "model.pt").is_file():
+            print(f"skipping {directory}: not trained")
+            continue
+        model, splits, config = load_run(directory)
+        is_udml = isinstance(model.method, UDML)
+        kind = "udml" if is_udml else "pe"
+        injector = model.method if is_udml else UDML(model.method.spec, seed=config.seed)
+        curves = response(model, injector, full_batch(splits.test), kind)
+        name = str(config.dataset or config.data)
+        if config.modalities:
+            name += f" ({','.join(config.modalities)})"
+        modalities = summary.setdefault(name, {"levels": LEVELS, "modalities": {}})
+        for m, curve in curves.items():
+            values = " ".join(f"{c:.3g}" for c in curve)
+            print(f"{directory} {kind} {m}: rho(1..10) {rho(curve):.3f}  v=1..11: {values}")
+            entry = (
+                modalities["modalities"]
+                .setdefault(m, {})
+                .setdefault(kind, {"curves": [], "rho": [], "seeds": [], "runs": []})
+            )
+            entry["curves"].append(curve)
+            entry["rho"].append(rho(curve))
+            entry["seeds"].append(config.seed)
+            entry["runs"].append(str(directory))
+    for dataset, data in summary.items():
+        for m, entry in data["modalities"].items():
             for stats in entry.values():
                 stats["rho_mean"] = float(np.mean(stats["rho"]))
                 stats["rho_std"] = float(np.std(stats["rho"]))
+                stats["rho_min"] = float(np.min(stats["rho"]))
                 stats["mean_curve"] = np.mean(stats["curves"], axis=0).tolist()
-        summary[dataset] = {"levels": LEVELS, "modalities": per_modality}
-        for m, entry in per_modality.items():
             line = ", ".join(
-                f"{k} rho {s['rho_mean']:.3f} +- {s['rho_std']:.3f}" for k, s in entry.items()
+                f"{k} rho {s['rho_mean']:.3f} +- {s['rho_std']:.3f} (min {s['rho_min']:.3f}, "
+                f"{len(s['rho'])} runs)"
+                for k, s in entry.items()
             )
             print(f"{dataset} {m}: {line}")
     write_bytes(args.json, (json.dumps(summary, indent=1) + "\n").encode())

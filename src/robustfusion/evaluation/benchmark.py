@@ -60,6 +60,7 @@ from robustfusion.evaluation.results import (
     META_FILE,
     MISSING_SUBSET,
     RESULTS_FILE,
+    TRAINING_SETTINGS,
     ResultsTable,
     cell_key,
     iter_rows,
@@ -478,22 +479,7 @@ class Benchmark:
         saved = Path(str(config.out)) / "config.yaml"
         used = TrainConfig.from_yaml(saved) if saved.is_file() else config.resolved()
         settings = used.to_dict()
-        keep = (
-            "method",
-            "fusion",
-            "method_options",
-            "epochs",
-            "batch_size",
-            "optimizer",
-            "lr",
-            "weight_decay",
-            "momentum",
-            "gradient_clip_val",
-            "hidden_dim",
-            "feature_dim",
-            "precision",
-            "seed",
-        )
+        keep = ("method", "method_options", *TRAINING_SETTINGS, "seed")
         summary = {k: settings[k] for k in keep if k in settings}
         summary["modalities"] = settings.get("modalities")
         summary["config_hash"] = digest

@@ -37,6 +37,7 @@ from robustfusion.evaluation.results import (
     META_FILE,
     MISSING_SUBSET,
     RESULTS_FILE,
+    TRAINING_SETTINGS,
 )
 
 REPORT_FILE = "report.md"
@@ -243,22 +244,6 @@ def _overview(meta: dict[str, Any], results: Results) -> list[str]:
     return lines
 
 
-#: Training settings the report states, as the runs used them.
-_SETTINGS = (
-    "fusion",
-    "epochs",
-    "batch_size",
-    "optimizer",
-    "lr",
-    "weight_decay",
-    "momentum",
-    "gradient_clip_val",
-    "hidden_dim",
-    "feature_dim",
-    "precision",
-)
-
-
 def _settings_used(meta: dict[str, Any]) -> list[str]:
     """The training settings of the runs, read back from their folders (``benchmark.json``'s
     ``runs``): one line for what every run shares, one per method for what differs."""
@@ -267,24 +252,26 @@ def _settings_used(meta: dict[str, Any]) -> list[str]:
         base = meta.get("base_config", {})
         if not base:
             return []
-        shown = ", ".join(f"{k} {base[k]}" for k in _SETTINGS if k in base)
+        shown = ", ".join(f"{k} {base[k]}" for k in TRAINING_SETTINGS if k in base)
         return [f"Training (requested; the runs did not record theirs): {shown}.", ""]
     methods: dict[str, dict[str, set[str]]] = {}
     for run in runs.values():
         label = run.get("label") or run.get("method", "?")
-        for k in _SETTINGS:
+        for k in TRAINING_SETTINGS:
             if k in run:
                 methods.setdefault(label, {}).setdefault(k, set()).add(str(run[k]))
     shared = {
         k
-        for k in _SETTINGS
+        for k in TRAINING_SETTINGS
         if all(len(v.get(k, ())) == 1 for v in methods.values())
         and len({next(iter(v[k])) for v in methods.values() if k in v}) == 1
     }
     first = next(iter(methods.values()))
     lines = [
         "Training, as the runs used it: "
-        + ", ".join(f"{k} {next(iter(first[k]))}" for k in _SETTINGS if k in shared and k in first)
+        + ", ".join(
+            f"{k} {next(iter(first[k]))}" for k in TRAINING_SETTINGS if k in shared and k in first
+        )
         + "."
     ]
     for label, values in methods.items():

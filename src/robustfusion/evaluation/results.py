@@ -44,6 +44,20 @@ BASE_COLUMNS = (
     "num_samples",
     "config_hash",
 )
+#: Training settings a benchmark records per run and its report states, as the runs used them.
+TRAINING_SETTINGS = (
+    "fusion",
+    "epochs",
+    "batch_size",
+    "optimizer",
+    "lr",
+    "weight_decay",
+    "momentum",
+    "gradient_clip_val",
+    "hidden_dim",
+    "feature_dim",
+    "precision",
+)
 #: Columns a results file must have to be read (files written before ``weights`` and
 #: ``config_hash`` existed are read with ``weights = learned`` and no hash).
 REQUIRED_COLUMNS = (
