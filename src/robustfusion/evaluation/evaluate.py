@@ -66,6 +66,10 @@ def evaluate_model(
 
 #: The most rows one forward pass takes when several corruptions are evaluated together.
 MAX_ROWS_PER_PASS = 4096
+#: The most input values (all modalities) one such pass takes. Larger passes leave the caches:
+#: a CNN forward on avdigits' spectrograms costs 1.2x more per row at 4096 rows than at this
+#: cap's 249 (1 thread, ``benchmarks/bench_eval.py``).
+MAX_VALUES_PER_PASS = 1 << 19
 
 
 @torch.no_grad()
@@ -95,7 +99,8 @@ def evaluate_many(
     """The metrics of :func:`evaluate_model` for each of ``transforms`` (``None``: clean data).
 
     One pass over ``batches``: each batch is transformed by every transform and the copies go
-    through the model together (at most :data:`MAX_ROWS_PER_PASS` rows per forward), so the
+    through the model together (at most :data:`MAX_ROWS_PER_PASS` rows and
+    :data:`MAX_VALUES_PER_PASS` input values per forward, never less than one batch), so the
     severities of a corruption cost one pass over the cached test tensors.
     """
     if weights not in WEIGHT_MODES:
@@ -110,8 +115,9 @@ def evaluate_many(
     collected = [_Collected() for _ in transforms]
     try:
         for batch in batches:
-            size = batch.batch_size
-            per_pass = max(1, MAX_ROWS_PER_PASS // max(size, 1))
+            size = max(batch.batch_size, 1)
+            values = size * sum(x[0].numel() for x in batch.inputs.values())
+            per_pass = max(1, min(MAX_ROWS_PER_PASS // size, MAX_VALUES_PER_PASS // max(values, 1)))
             for start in range(0, len(transforms), per_pass):
                 chunk = range(start, min(start + per_pass, len(transforms)))
                 copies = [batch if transforms[i] is None else transforms[i](batch) for i in chunk]
