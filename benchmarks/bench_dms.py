@@ -12,6 +12,8 @@ sweeps are compared with static fusion measured in the same run:
     python benchmarks/bench_dms.py --dataset mfeat --T 10 --out bench.json
     python benchmarks/bench_dms.py --dataset mfeat --dataset-option views=fou,mor
 
+The ratio of matrix-product FLOPs (``flops.py``) is printed beside each model's time.
+
 Targets (issue 12): dms (default scope) <= 4x static on mfeat and <= 1.2x on avdigits.
 """
 
@@ -24,6 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from flops import inference_flops
 from torch import Tensor
 
 from robustfusion.atomic import write_json
@@ -127,6 +130,8 @@ def main() -> None:
             times[name].append(_time(go))
     median = {name: statistics.median(values) for name, values in times.items()}
     ratios = {name: median[name] / median["static"] for name in runs}
+    flops = {name: inference_flops(model, batches[0]) for name, model in models.items()}
+    flop_ratios = {name: flops[name] / flops["static"] for name in models}
     result = {
         "dataset": args.dataset,
         "dataset_options": dataset_options,
@@ -137,11 +142,13 @@ def main() -> None:
         "device": str(device),
         "seconds": median,
         "over_static": ratios,
+        "matmul_flop_ratio_over_static": flop_ratios,
     }
     for name in runs:
         print(
             f"{name:>16}: {1000 * median[name]:8.1f} ms per sweep of {size} samples"
-            f"  ({ratios[name]:.2f}x static)"
+            f"  ({ratios[name]:.2f}x static"
+            + (f"; matrix-product FLOPs {flop_ratios[name]:.2f}x)" if name in flop_ratios else ")")
         )
     if args.out is not None:
         write_json(args.out, result)

@@ -6,7 +6,8 @@ trained in a plain PyTorch loop with every method hook called where the trainer 
 (``prepare_batch``, ``losses``, ``after_backward``, ``logged_values``). One MWAM model is timed per
 ``--frm-every`` value. Epochs alternate between the models (static, mwam k=1, mwam k=4, static, ...)
 so that load on a shared machine hits all alike; the figures are the ratios of the median epoch
-times to the inner method's. The first epoch of each is a warm-up and not timed.
+times to the inner method's. The first epoch of each is a warm-up and not timed. The ratio of
+matrix-product FLOPs per step (``flops.py``) is printed beside them.
 
     python benchmarks/bench_mwam.py --dataset mfeat --epochs 10 --frm-every 1 4
     python benchmarks/bench_mwam.py --dataset avdigits --epochs 4 --frm-every 1 4
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from flops import training_step_flops
 
 from robustfusion.atomic import write_json
 from robustfusion.data import load_dataset
@@ -126,6 +128,8 @@ def main() -> None:
             optimizers[label] = build_optimizer(
                 params, dataclasses.replace(config, optimizer=args.optimizer, lr=1e-3)
             )
+    probe = splits.train.__getitems__(list(range(args.batch_size)))
+    flops = {label: training_step_flops(model, probe) for label, model in models.items()}
     times: dict[str, list[float]] = {label: [] for label in models}
     for epoch in range(args.epochs + 1):
         for label, model in models.items():
@@ -146,6 +150,11 @@ def main() -> None:
         "median_epoch_seconds": medians,
         "ratio_over_inner": {
             label: value / base for label, value in medians.items() if label != args.inner
+        },
+        "matmul_flop_ratio_over_inner": {
+            label: value / flops[args.inner]
+            for label, value in flops.items()
+            if label != args.inner
         },
         "torch_threads": args.threads,
         "flush_denormal": not args.keep_denormals,

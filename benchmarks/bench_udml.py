@@ -6,7 +6,9 @@ plain PyTorch loop with every hook the trainer calls (``prepare_batch``, ``losse
 ``after_backward``, ``logged_values``). UDML is timed in its most expensive phase (noise injection,
 full weights: epoch 8 of 10). Blocks of steps alternate between the methods (static, udml, static,
 udml, ...) so that load on a shared machine hits both alike; the figure is the ratio of the median
-per-step times over blocks. The first block of each is a warm-up. The time UDML spends in
+per-step times over blocks. The first block of each is a warm-up. The ratio of the two models'
+matrix-product FLOPs per step (``flops.py``) is printed beside it: the ratio no implementation of
+the same model gets below where the products dominate. The time UDML spends in
 ``prepare_batch`` (noise injection: the shared random source) is reported separately, with the
 ratio without it.
 
@@ -26,6 +28,7 @@ from pathlib import Path
 
 import torch
 import yaml
+from flops import training_step_flops
 
 from robustfusion.atomic import write_json
 from robustfusion.data import load_dataset
@@ -110,6 +113,8 @@ def main() -> None:
         models[name] = build_model(config, splits.info)
         models[name].method.on_epoch_start(8, 10)
         optimizers[name] = build_optimizer(models[name].parameters(), config)  # the trainer's
+    probe = splits.train.__getitems__(list(range(args.batch_size)))
+    flops = {name: training_step_flops(model, probe) for name, model in models.items()}
     times: dict[str, list[float]] = {name: [] for name in models}
     prepare: list[float] = []
     for block in range(args.blocks + 1):
@@ -139,6 +144,8 @@ def main() -> None:
         "udml_prepare_batch_ms": 1000 * in_prepare,
         "ratio_udml_over_static": udml / static,
         "ratio_without_prepare_batch": (udml - in_prepare) / static,
+        "matmul_mflops_per_step": {name: value / 1e6 for name, value in flops.items()},
+        "matmul_flop_ratio_udml_over_static": flops["udml"] / flops["static"],
         "torch_threads": args.threads,
     }
     print(json.dumps(result, indent=2))
