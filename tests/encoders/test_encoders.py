@@ -95,3 +95,20 @@ def test_identity_encoder_passes_vectors_through_with_their_size() -> None:
     assert encoder.out_dim == 7 and torch.equal(encoder(x), x)
     with pytest.raises(ConfigError, match="vector inputs"):
         build_encoder("identity", (1, 8, 8))
+
+
+def test_cnn_runs_channels_last_with_the_default_layouts_values_and_state_dict() -> None:
+    from robustfusion.encoders.cnn import SmallCNNEncoder
+
+    torch.manual_seed(0)
+    encoder = SmallCNNEncoder((1, 20, 17), out_dim=16, width=8).eval()
+    assert encoder.features[0][0].weight.is_contiguous(memory_format=torch.channels_last)
+    reference = SmallCNNEncoder((1, 20, 17), out_dim=16, width=8).eval()
+    reference.features.to(memory_format=torch.contiguous_format)
+    reference.load_state_dict(encoder.state_dict())  # a state dict loads across layouts
+    x = torch.randn(5, 20, 17)
+    with torch.no_grad():
+        expected = reference.pool(reference.features(x.unsqueeze(1))).flatten(1)
+        torch.testing.assert_close(encoder(x), expected, rtol=1e-5, atol=1e-5)
+    spatial = SmallCNNEncoder((1, 20, 17), out_dim=16, width=8, spatial=True)
+    assert spatial(x).is_contiguous()  # maps are handed on in the default layout

@@ -90,3 +90,23 @@ def test_every_method_trains_and_reloads_to_the_same_metrics(
     for key in ("accuracy", "macro_f1", "ece", "mean_weight", "unimodal_accuracy"):
         assert clean[key] == metrics[key], key
     assert sum(metrics["mean_weight"].values()) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_the_pass_size_cap_does_not_change_the_metrics(
+    mfeat_run: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from robustfusion.evaluation import evaluate as evaluate_module
+    from robustfusion.evaluation.grids import corrupt_level
+
+    model, splits, _ = load_run(mfeat_run)
+    batches = evaluate_module.test_batches(splits.test, 64)
+    transforms = [None] + [
+        (lambda b, s=s: corrupt_level(b, splits.info, "gaussian", s, "all", 0)) for s in (1.0, 4.0)
+    ]
+    wide = evaluate_module.evaluate_many(model, batches, splits.info, transforms)
+    monkeypatch.setattr(evaluate_module, "MAX_VALUES_PER_PASS", 1)  # one batch per pass
+    narrow = evaluate_module.evaluate_many(model, batches, splits.info, transforms)
+    for a, b in zip(wide, narrow, strict=True):
+        assert a["accuracy"] == b["accuracy"]
+        assert a["num_samples"] == b["num_samples"]
+        assert a["ece"] == pytest.approx(b["ece"], abs=1e-6)
