@@ -352,3 +352,13 @@ def test_results_page_tables_tests_and_figures(tmp_path: Path) -> None:
     assert "results/avdigits/weight_gaussian.png" in links
     for link in links:
         assert (page.parent / link).stat().st_size > 1000
+
+
+def test_results_page_names_reports_relative_to_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = _bench(tmp_path / "runs" / "b1", seeds=(0,), dataset="mfeat")
+    monkeypatch.chdir(tmp_path)
+    text = write_results_page([folder.resolve()], Path("docs/results.md"), "cmd", 1.0).read_text()
+    assert "Full report: `runs/b1/report.md`." in text
+    assert str(tmp_path) not in text

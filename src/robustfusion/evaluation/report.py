@@ -866,6 +866,15 @@ def _part_info(path: Path) -> dict[str, Any]:
     return json.loads(file.read_text(encoding="utf-8")) if file.is_file() else {}
 
 
+def _shown_path(path: Path) -> str:
+    """``path`` relative to the working directory when it lies inside it (a page committed to a
+    repository names the repository's paths, not this machine's), else as given."""
+    try:
+        return Path(path).resolve().relative_to(Path.cwd().resolve()).as_posix()
+    except ValueError:
+        return str(path)
+
+
 def _dataset_section(
     folder: Folder, title: str, figures: Path, page_dir: Path, part: dict[str, Any] | None = None
 ) -> list[str]:
@@ -877,7 +886,7 @@ def _dataset_section(
         lines += [part["note"] + ".", ""]
     lines.append(
         f"Methods {', '.join(results.methods)}; seeds {', '.join(map(str, results.seeds))}. "
-        f"Full report: `{folder.path / REPORT_FILE}`."
+        f"Full report: `{_shown_path(folder.path / REPORT_FILE)}`."
     )
     lines.append("")
     lines += _settings_used(folder.meta)
