@@ -5,8 +5,9 @@ Two choices of the package are timed against their alternative on the same weigh
 * ``SmallCNNEncoder`` runs in the channels-last layout; the alternative is torch's default
   (contiguous NCHW) layout. Timed: one training step (forward, backward, Adam) and one inference
   pass, per row.
-* ``evaluate_many`` caps a forward pass at ``MAX_VALUES_PER_PASS`` input values (one test batch
-  of 256 rows on avdigits); the alternative is the former cap of 4096 rows. Timed: inference per
+* ``evaluate_many`` caps a forward pass at ``MAX_VALUES_PER_PASS`` input values
+  (``copies_per_pass``: one test batch of 256 rows on avdigits); the alternative is the former
+  cap of 4096 rows. Timed: inference per
   row at both sizes.
 
 Measurements alternate between the variants (A, B, A, B, ...) so that load on a shared machine
@@ -32,7 +33,7 @@ from torch import Tensor, nn
 from robustfusion.atomic import write_json
 from robustfusion.data import load_dataset
 from robustfusion.encoders.cnn import SmallCNNEncoder
-from robustfusion.evaluation.evaluate import MAX_VALUES_PER_PASS
+from robustfusion.evaluation.evaluate import copies_per_pass
 
 
 class _DefaultLayoutCNN(SmallCNNEncoder):
@@ -79,6 +80,7 @@ def main() -> None:
     parser.add_argument("--feature-dim", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=64, help="training batch")
     parser.add_argument("--eval-rows", type=int, default=4096, help="rows timed per inference")
+    parser.add_argument("--eval-batch-size", type=int, default=256, help="the trainer's default")
     parser.add_argument("--blocks", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=None)
@@ -98,7 +100,7 @@ def main() -> None:
     test = test.repeat((args.eval_rows + len(test) - 1) // len(test), *([1] * (test.dim() - 1)))
     test = test[: args.eval_rows]
     values_per_row = sum(torch.Size(m.shape).numel() for m in splits.info.modalities)
-    capped_rows = max(1, MAX_VALUES_PER_PASS // values_per_row)
+    capped_rows = args.eval_batch_size * copies_per_pass(args.eval_batch_size, values_per_row)
 
     torch.manual_seed(0)
     ours = SmallCNNEncoder(shape, out_dim=args.feature_dim, width=args.width)

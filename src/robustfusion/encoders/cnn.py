@@ -1,8 +1,8 @@
 """Small CNN encoder for 2-D maps (images, spectrograms, channels x time).
 
-Its convolutions run in the channels-last memory layout (weights and activations): on CPU that is
-oneDNN's native layout: on avdigits' spectrograms the default layout costs 1.5x per training
-step and 1.3x per inference pass (1 thread, ``benchmarks/bench_eval.py``). The values
+Its convolutions run in the channels-last memory layout (weights and activations), oneDNN's
+native layout on CPU. On avdigits' spectrograms the default layout costs 1.5-1.8x per training
+step and 1.3-2.2x per inference pass (two runs, 1 thread, ``benchmarks/bench_eval.py``). The values
 are the same up to float rounding; parameters and checkpoints are unchanged (a state dict
 loads either way). Spatial maps are returned contiguous, as before.
 """

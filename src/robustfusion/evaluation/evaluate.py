@@ -67,9 +67,18 @@ def evaluate_model(
 #: The most rows one forward pass takes when several corruptions are evaluated together.
 MAX_ROWS_PER_PASS = 4096
 #: The most input values (all modalities) one such pass takes. Larger passes leave the caches:
-#: a CNN forward on avdigits' spectrograms costs 1.2x more per row at 4096 rows than at this
-#: cap's 249 (1 thread, ``benchmarks/bench_eval.py``).
+#: a CNN forward on avdigits' spectrograms costs 1.2-3.4x more per row at 4096 rows than in
+#: passes of one 256-row batch, what this cap gives there (two runs, 1 thread,
+#: ``benchmarks/bench_eval.py``).
 MAX_VALUES_PER_PASS = 1 << 19
+
+
+def copies_per_pass(batch_rows: int, values_per_row: int) -> int:
+    """How many transformed copies of a ``batch_rows``-row batch one forward pass takes: as many
+    as :data:`MAX_ROWS_PER_PASS` and :data:`MAX_VALUES_PER_PASS` allow, at least one."""
+    rows = max(batch_rows, 1)
+    by_values = MAX_VALUES_PER_PASS // max(rows * values_per_row, 1)
+    return max(1, min(MAX_ROWS_PER_PASS // rows, by_values))
 
 
 @torch.no_grad()
@@ -115,9 +124,9 @@ def evaluate_many(
     collected = [_Collected() for _ in transforms]
     try:
         for batch in batches:
-            size = max(batch.batch_size, 1)
-            values = size * sum(x[0].numel() for x in batch.inputs.values())
-            per_pass = max(1, min(MAX_ROWS_PER_PASS // size, MAX_VALUES_PER_PASS // max(values, 1)))
+            size = batch.batch_size
+            values_per_row = sum(x[0].numel() for x in batch.inputs.values())
+            per_pass = copies_per_pass(size, values_per_row)
             for start in range(0, len(transforms), per_pass):
                 chunk = range(start, min(start + per_pass, len(transforms)))
                 copies = [batch if transforms[i] is None else transforms[i](batch) for i in chunk]
