@@ -29,6 +29,7 @@ import torch
 from flops import inference_flops
 from torch import Tensor
 
+from robustfusion.allocator import keep_freed_memory
 from robustfusion.atomic import write_json
 from robustfusion.data import collate, load_dataset
 from robustfusion.methods.dms import DMS, MC_SCOPES
@@ -87,6 +88,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", type=Path, help="write the figures as JSON here")
     args = parser.parse_args()
+    keep_freed_memory()  # as the command line runs (robustfusion/allocator.py)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     dataset_options = _options(args.dataset_option)

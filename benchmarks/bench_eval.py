@@ -30,6 +30,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from robustfusion.allocator import keep_freed_memory
 from robustfusion.atomic import write_json
 from robustfusion.data import load_dataset
 from robustfusion.encoders.cnn import SmallCNNEncoder
@@ -85,6 +86,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
+    keep_freed_memory()  # as the command line runs (robustfusion/allocator.py)
     torch.set_num_threads(args.threads)
 
     splits = load_dataset(args.dataset, seed=0)

@@ -27,6 +27,7 @@ from typing import Any
 import torch
 from flops import training_step_flops
 
+from robustfusion.allocator import keep_freed_memory
 from robustfusion.atomic import write_json
 from robustfusion.data import load_dataset
 from robustfusion.data.base import TensorMultimodalDataset
@@ -97,6 +98,7 @@ def main() -> None:
     )
     parser.add_argument("--out", type=Path, default=None, help="write the figures as JSON")
     args = parser.parse_args()
+    keep_freed_memory()  # as the command line runs (robustfusion/allocator.py)
     torch.set_num_threads(args.threads)
     torch.set_flush_denormal(not args.keep_denormals)
 

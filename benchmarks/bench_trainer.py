@@ -36,6 +36,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
+from robustfusion.allocator import keep_freed_memory
 from robustfusion.atomic import write_json
 from robustfusion.data import collate
 from robustfusion.threads import configure_threads
@@ -218,6 +219,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None, help="write the figures as JSON")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    keep_freed_memory()  # as the command line runs (robustfusion/allocator.py)
     if args.accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
         print(
             "error: --accelerator gpu needs a CUDA device: run on a GPU machine or use cpu",

@@ -30,6 +30,7 @@ import torch
 import yaml
 from flops import training_step_flops
 
+from robustfusion.allocator import keep_freed_memory
 from robustfusion.atomic import write_json
 from robustfusion.data import load_dataset
 from robustfusion.data.base import TensorMultimodalDataset
@@ -91,6 +92,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=None, help="write the figures as JSON")
     args = parser.parse_args()
+    keep_freed_memory()  # as the command line runs (robustfusion/allocator.py)
     torch.set_num_threads(args.threads)
 
     dataset_options = _pairs(args.dataset_option)

@@ -42,6 +42,7 @@ from typing import Any
 
 import torch
 
+from robustfusion.allocator import keep_freed_memory
 from robustfusion.atomic import write_json
 from robustfusion.data import DatasetInfo, DataSplits
 from robustfusion.errors import ConfigError
@@ -586,6 +587,7 @@ class _threads:
 
 
 def _worker_init(threads: int) -> None:
+    keep_freed_memory()  # as the command line does in its own process
     torch.set_num_threads(threads)
 
 
