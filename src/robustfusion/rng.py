@@ -33,7 +33,10 @@ stream name            keys after ``(seed, name)``                 used by
 ``corrupt``            corruption, severity, modality name         per-row corruption seeds
 ``corrupt-keep-one``   corruption, severity                        which modality is kept
 ``hash``               the caller's integer keys                   ``sample_hash`` (DMS)
+``dms-mc``             ``"input"``/``"shared"``, modality name     DMS's evaluation MC masks
 =====================  ==========================================  ==========================
+
+DMS's evaluation masks use the pass number ``0..T-1`` as the "index".
 
 Corruption rows are then keyed by their seed (as the "index") under the unseeded streams
 ``gaussian-noise``, ``salt-pepper-hit``, ``salt-pepper-salt`` and ``missing``. The split is part

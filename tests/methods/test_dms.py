@@ -11,6 +11,7 @@ from torch import Tensor, nn
 from robustfusion.errors import ConfigError, DataError
 from robustfusion.methods import MethodSpec, build_method
 from robustfusion.methods.dms import DMS
+from robustfusion.modules.mc_dropout import StackedHeads
 from robustfusion.types import Batch
 
 MODALITIES = ("a", "b")
@@ -502,3 +503,36 @@ def test_classifier_scope_runs_T_passes_of_the_classifiers_alone(training: bool)
         )
         expected = probs.var(0, unbiased=False).mean(-1) / 0.25
         torch.testing.assert_close(out.extras["uncertainty"][:, i], expected)
+
+
+@pytest.mark.parametrize("scope", ["head", "classifier"])
+def test_evaluation_signals_do_not_depend_on_batching(trained_rule: DMS, scope: str) -> None:
+    """Evaluation meets the same T networks in every batch (counter-based masks keyed on the seed
+    and the modality): a sample's signals are the same alone, in any batch, in any order."""
+    method = DMS(_spec(), scheduler="rule", mc_scope=scope)
+    method.load_state_dict(trained_rule.state_dict())
+    method.eval()
+    x, _ = _data(12, 3)
+    torch.manual_seed(0)
+    whole = method(x, _present(12))
+    torch.manual_seed(1)  # the global generator plays no part
+    order = torch.tensor([7, 2, 11, 0, 5, 9, 1, 10, 3, 8, 4, 6])
+    parts = [order[:5], order[5:6], order[6:]]
+    for part in parts:
+        out = method({m: x[m][part] for m in MODALITIES}, _present(len(part)))
+        for key in ("uncertainty", "confidence"):
+            torch.testing.assert_close(out.extras[key], whole.extras[key][part])
+        torch.testing.assert_close(out.weights, whole.weights[part])
+    # the masks are a function of (seed, modality): another seed meets other networks
+    other = DMS(_spec(), scheduler="rule", mc_scope=scope, seed=1).eval()
+    cpu, group = torch.device("cpu"), method._groups[0]
+    mine = method._pass_masks(None, group, cpu)[0]  # type: ignore[arg-type]
+    theirs = other._pass_masks(None, group, cpu)[0]  # type: ignore[arg-type]
+    assert not torch.equal(mine[0], theirs[0])
+    assert 0.8 < mine[0].float().mean().item() < 0.97  # keep probability 1 - mc_dropout = 0.9
+    # training draws new masks every step
+    method.train()
+    heads = StackedHeads.of([method.heads[m] for m in MODALITIES])
+    first, dropped = method._pass_masks(heads, group, cpu)
+    assert dropped is None
+    assert not torch.equal(first[0], method._pass_masks(heads, group, cpu)[0][0])

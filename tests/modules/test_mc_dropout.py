@@ -5,7 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from robustfusion.modules.mc_dropout import MCDropout, MCDropoutHead, StackedHeads
+from robustfusion.modules.mc_dropout import (
+    MCDropout,
+    MCDropoutHead,
+    StackedHeads,
+    dropped_indices,
+)
 
 
 def test_dropout_is_identity_at_eval_unless_active() -> None:
@@ -115,6 +120,8 @@ def test_stacked_heads_equal_the_heads_one_by_one() -> None:
     for i, head in enumerate(heads):
         expected = head.mc_logits(x[i], 4, (masks[0][i], masks[1][i]))
         torch.testing.assert_close(mc[i], expected, rtol=1e-4, atol=1e-5)
+    # the dropped indices computed once (masks reused over batches) give the same passes
+    assert torch.equal(stacked.mc_logits(x, masks, dropped=dropped_indices(masks)), mc)
     # training mode drops inputs: the outputs change, and gradients reach every head
     z_train, logits_train = stacked.forward(x, dropout=True)
     assert not torch.allclose(logits_train, logits)

@@ -29,9 +29,13 @@ Decisions where the paper is silent [ours]:
 * the unimodal cross-entropies train the unimodal heads, whose predictions the confidence needs;
 * the signals are measurements: they are detached before the scheduler (``detach_signals``), so
   the scheduler cannot game them, and the MC passes run without autograd;
-* an MC pass is one sampled network, its dropout masks shared by the samples of the batch: a
-  sample's signals do not depend on its batch, and the ``T`` passes run as one batched pass
-  (``mc_scope=head``: without forming the ``T`` projections, see ``modules/mc_dropout.py``);
+* an MC pass is one sampled network, its dropout masks shared by the samples of the batch, and
+  the ``T`` passes run as one batched pass (``mc_scope=head``: without forming the ``T``
+  projections, see ``modules/mc_dropout.py``). In training the heads' masks are new every step
+  (global generator); in evaluation every batch meets the same ``T`` networks, drawn once from
+  the counter-based source (:mod:`robustfusion.rng`, keyed on the seed and the modality), so a
+  sample's signals depend neither on its batch nor on the evaluation's pass size (the encoder
+  scopes' encoder dropout still comes from the global generator);
 * ``encoder_top`` and ``encoder`` run the encoders' stages themselves (:meth:`DMS.encode`, with
   the encoders in evaluation mode for the MC passes so that batch norms keep their statistics);
   ``head`` is the default [ours]: METHODS.md reads the paper as MC dropout over the modality's
@@ -72,10 +76,16 @@ from robustfusion.modules.dms_signals import (
     prediction_agreement,
     semantic_consistency,
 )
-from robustfusion.modules.mc_dropout import HeadMasks, MCDropoutHead, StackedHeads
+from robustfusion.modules.mc_dropout import (
+    HeadMasks,
+    MCDropoutHead,
+    StackedHeads,
+    dropped_indices,
+)
 from robustfusion.modules.noise_levels import sample_hash
 from robustfusion.modules.scheduler import build_scheduler
 from robustfusion.registry import METHODS
+from robustfusion.rng import stream
 from robustfusion.types import Batch, FusionOutput
 
 #: ``sample_hash`` returns 31-bit integers.
@@ -219,6 +229,9 @@ class DMS(Method):
         )
         self._logged: dict[str, Tensor] = {}
         self._encoded: _Encoded | None = None
+        self._evaluation_masks: dict[
+            tuple[tuple[int, ...], str], tuple[HeadMasks, tuple[Tensor, Tensor]]
+        ] = {}
 
     def on_epoch_start(self, epoch: int, max_epochs: int) -> None:
         self._epoch = int(epoch)
@@ -432,12 +445,47 @@ class DMS(Method):
             else:
                 z = z_stack[:, list(group)].transpose(0, 1)
             if mc_masks is None:
-                keep = stacked.sample_masks(self.samples, device=z.device)[1]
+                keep = self._pass_masks(stacked, group, z.device)[0][1]
             else:
                 keep = torch.stack([mc_masks[self.modalities[j]][1] for j in group]).to(z.device)
             mc_logits = stacked.mc_classifier_logits(z, keep)  # [G, T, B, K]
             columns.append(mc_dropout_uncertainty(mc_logits.transpose(0, 1)))
         return self._in_order(columns).transpose(0, 1)
+
+    def _pass_masks(
+        self, stacked: StackedHeads, group: tuple[int, ...], device: torch.device
+    ) -> tuple[HeadMasks, tuple[Tensor, Tensor] | None]:
+        """Keep-masks ``([G, T, D], [G, T, S])`` of the heads' ``T`` passes for one group, with
+        their :func:`~robustfusion.modules.mc_dropout.dropped_indices` when they are reused.
+
+        Training: new networks every step, from the global generator. Evaluation: the same ``T``
+        networks for every batch, from the counter-based source keyed on ``(seed, modality)``
+        [ours], so that a sample's uncertainty depends neither on the other samples of its batch
+        nor on how an evaluation splits the data into passes; drawn once and kept.
+        """
+        if self.training:
+            return stacked.sample_masks(self.samples, device=device), None
+        key = (group, str(device))
+        if key not in self._evaluation_masks:
+            passes = torch.arange(self.samples)
+            keep = 1.0 - self.mc_dropout
+            drawn = [
+                torch.stack(
+                    [
+                        stream(self.seed, "dms-mc", part, self.modalities[i]).bernoulli(
+                            passes, keep, size
+                        )
+                        for i in group
+                    ]
+                ).to(device)
+                for part, size in (
+                    ("input", self.heads[self.modalities[group[0]]].in_dim),
+                    ("shared", self.shared_dim),
+                )
+            ]
+            masks = (drawn[0], drawn[1])
+            self._evaluation_masks[key] = (masks, dropped_indices(masks))
+        return self._evaluation_masks[key]
 
     def _uncertainty(
         self,
@@ -453,15 +501,16 @@ class DMS(Method):
         for i, (group, stacked) in enumerate(zip(self._groups, stacks, strict=True)):
             names = [self.modalities[j] for j in group]
             x = inputs[i] if passes is None else torch.stack([passes[m] for m in names])
+            dropped = None
             if mc_masks is None:
-                masks = stacked.sample_masks(self.samples, device=x.device)
+                masks, dropped = self._pass_masks(stacked, group, x.device)
             else:
                 masks = (
                     torch.stack([mc_masks[m][0] for m in names]).to(x.device),
                     torch.stack([mc_masks[m][1] for m in names]).to(x.device),
                 )
             projection = None if projections is None or passes is not None else projections[i]
-            mc_logits = stacked.mc_logits(x, masks, projection)  # [G, T, B, K]
+            mc_logits = stacked.mc_logits(x, masks, projection, dropped)  # [G, T, B, K]
             # [T, G, K, B]: for the shared-input passes this is their memory layout
             passes_first = mc_logits.transpose(0, 1).transpose(-1, -2)
             columns.append(mc_dropout_uncertainty(passes_first, dim=-2))  # [G, B]

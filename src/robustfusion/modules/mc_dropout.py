@@ -228,13 +228,20 @@ class StackedHeads:
         logits = logits.view(groups, batch, samples, -1).transpose(1, 2)
         return logits + self.classifier_bias[:, None, None, :]
 
-    def mc_logits(self, x: Tensor, masks: HeadMasks, projection: Tensor | None = None) -> Tensor:
+    def mc_logits(
+        self,
+        x: Tensor,
+        masks: HeadMasks,
+        projection: Tensor | None = None,
+        dropped: tuple[Tensor, Tensor] | None = None,
+    ) -> Tensor:
         """Unimodal logits ``[G, T, B, K]`` of ``T`` passes under ``masks`` (``[G, T, D]``,
         ``[G, T, S]``).
 
         ``x`` is ``[G, B, D]`` (one input shared by the passes: MC dropout over the head;
-        ``projection`` may give its :meth:`projection`) or ``[G, T, B, D]`` (one input per pass,
-        e.g. from stochastic encoder passes).
+        ``projection`` may give its :meth:`projection`; ``dropped`` the masks'
+        :func:`dropped_indices` when the same masks serve many batches) or ``[G, T, B, D]`` (one
+        input per pass, e.g. from stochastic encoder passes).
         """
         keep_in, keep_z = masks
         scale = 1.0 / (1.0 - self.p)
@@ -248,7 +255,9 @@ class StackedHeads:
         if x.dim() == 3:
             if projection is None:
                 projection = self.projection(x)
-            return _shared_input_passes(x, projection, self, scale, keep_in, affine, keep, bias)
+            if dropped is None:
+                dropped = dropped_indices(masks)
+            return _shared_input_passes(x, projection, self, scale, dropped, affine, keep, bias)
         weight = self.projector_weight * scale  # the input dropout's 1/(1-p), folded
         masked = weight.unsqueeze(1) * keep_in.unsqueeze(2).to(weight.dtype)
         pre = torch.matmul(x, masked.transpose(-1, -2)) + self.projector_bias[:, None, None]
@@ -269,6 +278,13 @@ def _dropped(keep: Tensor) -> Tensor:
     index = torch.full((*keep.shape[:-1], width + 1), size, dtype=torch.long, device=keep.device)
     source = torch.arange(size, device=keep.device).expand_as(slot)
     return index.scatter_(-1, slot, source)[..., :width]
+
+
+def dropped_indices(masks: HeadMasks) -> tuple[Tensor, Tensor]:
+    """The dropped entries of keep-masks ``([G, T, D], [G, T, S])`` as the padded index tensors
+    the shared-input passes gather with (what :meth:`StackedHeads.mc_logits` computes on each call
+    unless given them)."""
+    return _dropped(masks[0].bool()), _dropped(masks[1].bool())
 
 
 def _flat(index: Tensor, rows: int) -> Tensor:
@@ -295,7 +311,7 @@ def _shared_input_passes(
     projection: Tensor,
     heads: StackedHeads,
     scale: float,
-    keep_in: Tensor,
+    dropped: tuple[Tensor, Tensor],
     affine: Tensor,
     keep_z: Tensor,
     bias: Tensor,
@@ -309,7 +325,8 @@ def _shared_input_passes(
     from ``W_tᵀ base`` (one product ``W base``), the Gram matrix ``W_tᵀ W_t``, ``C_t W_t`` and
     ``C_t base`` (``affine · base`` minus the ≈ ``p · S`` entries ``keep_z_t`` drops). The work
     is laid out feature-major (``[.., B]`` last) so that selecting the dropped entries copies
-    rows. Exact up to rounding; ``[G, T, B, K]`` logits.
+    rows. ``dropped``: :func:`dropped_indices` of the masks. Exact up to rounding; ``[G, T, B, K]``
+    logits.
     """
     out_dim, num_classes = projection.shape[2], affine.shape[1]
     base = projection * scale + heads.projector_bias.unsqueeze(1)  # [G, B, S]
@@ -317,9 +334,9 @@ def _shared_input_passes(
     mean_base = base.mean(-1).unsqueeze(1)  # [G, 1, B]
     square_base = base.pow(2).mean(-1).unsqueeze(1)
     # the dropped inputs of each pass, feature-major: x_t [G, T, n, B], W_tᵀ [G, T, n, S]
-    index = _dropped(keep_in)
+    index, index_z = dropped  # of the input and the shared-embedding masks
     width = index.shape[-1]
-    flat, shape = _flat(index, keep_in.shape[-1] + 1), tuple(index.shape)
+    flat, shape = _flat(index, x.shape[-1] + 1), tuple(index.shape)
     weight_t = _pad_row(heads.projector_weight.transpose(1, 2) * scale)  # [G, D + 1, S]
     x_drop = _rows(_pad_row(x.transpose(1, 2)), flat, shape)  # [G, T, n, B]
     w_drop = _rows(weight_t, flat, shape)  # [G, T, n, S]
@@ -335,7 +352,6 @@ def _shared_input_passes(
     square = square_base + ((gram_x - 2.0 * base_w) * x_drop).sum(2) / out_dim
     inv_std = torch.rsqrt((square - mean.pow(2)).clamp_min(0.0) + heads.eps)
     # C_t base = affine base − Σ_{s dropped by keep_z_t} affine[:, s] base[s]
-    index_z = _dropped(keep_z.bool())
     flat_z, shape_z = _flat(index_z, out_dim + 1), tuple(index_z.shape)
     affine_base = torch.bmm(affine * scale, base_t).unsqueeze(1)  # [G, 1, K, B]
     dropped_c = _rows(_pad_row(affine.transpose(1, 2) * scale), flat_z, shape_z)  # [G,T,nz,K]
