@@ -15,9 +15,9 @@ beyond what it uses) and a larger peak RSS, which is what the allocators PyTorch
 CPU work (jemalloc, tcmalloc) also do.
 
 ``benchmarks/bench_allocator.py`` measures it (figures in docs/training.md): on this project's
-2-core machine, inference on avdigits ran 1.8-1.9x faster, DMS inference on mfeat 1.2x, training
-steps within the run-to-run spread (0.9-1.3x), with 3-30x fewer page faults and a 3-13 % larger
-peak RSS.
+2-core machine, avdigits ran 2.2-2.4x faster in inference and 1.1-1.2x in training, DMS's
+inference on mfeat 1.2-1.3x; mfeat's training steps page-fault in neither setting once warm and
+stayed within the run-to-run spread. Peak RSS grew by 0-15 %.
 
 The command line applies it in every process it runs (``robustfusion ...`` and the benchmark's
 worker processes); a library user calls it once, early, if they want it. Where the C library is
