@@ -229,8 +229,9 @@ class DMS(Method):
         )
         self._logged: dict[str, Tensor] = {}
         self._encoded: _Encoded | None = None
+        # evaluation masks by (group, device, T, dropout, seed), with their dropped indices
         self._evaluation_masks: dict[
-            tuple[tuple[int, ...], str], tuple[HeadMasks, tuple[Tensor, Tensor]]
+            tuple[object, ...], tuple[HeadMasks, tuple[Tensor, Tensor]]
         ] = {}
 
     def on_epoch_start(self, epoch: int, max_epochs: int) -> None:
@@ -465,7 +466,7 @@ class DMS(Method):
         """
         if self.training:
             return stacked.sample_masks(self.samples, device=device), None
-        key = (group, str(device))
+        key = (group, str(device), self.samples, self.mc_dropout, self.seed)
         if key not in self._evaluation_masks:
             passes = torch.arange(self.samples)
             keep = 1.0 - self.mc_dropout
