@@ -10,9 +10,10 @@ and zero those pages again (minor page faults). :func:`keep_freed_memory` sets, 
 an mmap threshold of 256 MiB (blocks below it come from the heap; a glibc that refuses more than
 32 MiB gets 32 MiB), a trim threshold of 1 GiB (freed memory stays in the heap for the next step)
 and a 64 MiB top pad (fewer heap extensions). The numbers computed do not change, only where the
-memory lives. The cost is that the process keeps memory it has freed (up to the trim threshold
-beyond what it uses) and a larger peak RSS, which is what the allocators PyTorch recommends for
-CPU work (jemalloc, tcmalloc) also do.
+memory lives. The cost: the process keeps the memory it frees for reuse rather than returning
+it, so its RSS stays near its peak, and the peak can be higher (freed blocks in the middle of the
+heap are not merged back as early). jemalloc and tcmalloc, which PyTorch's performance tuning guide
+recommends for CPU work, hold on to freed memory for reuse in the same way.
 
 ``benchmarks/bench_allocator.py`` measures it (figures in docs/training.md): on this project's
 2-core machine, avdigits ran 2.2-2.4x faster in inference and 1.1-1.2x in training, DMS's
