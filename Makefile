@@ -57,7 +57,7 @@ demo: $(STAMP)
 	@echo "report: $(DEMO_OUT)/report.md"
 	@echo "figures: $$(ls $(DEMO_OUT)/figures/*.png | tr '\n' ' ')"
 
-# Every method on mfeat, avdigits and fsdd_digits under every corruption (resumable; 1 h 40 min
+# Every method on mfeat, avdigits and fsdd_digits under every corruption (resumable; 1 h 25 min
 # on an idle 2-core machine), then docs/results.md. See docs/benchmark.md.
 leaderboard: $(STAMP) system-deps
 	$(BIN)/robustfusion prepare avdigits
