@@ -468,23 +468,20 @@ class DMS(Method):
             return stacked.sample_masks(self.samples, device=device), None
         key = (group, str(device), self.samples, self.mc_dropout, self.seed)
         if key not in self._evaluation_masks:
-            passes = torch.arange(self.samples)
-            keep = 1.0 - self.mc_dropout
-            drawn = [
-                torch.stack(
-                    [
-                        stream(self.seed, "dms-mc", part, self.modalities[i]).bernoulli(
-                            passes, keep, size
-                        )
-                        for i in group
-                    ]
-                ).to(device)
-                for part, size in (
-                    ("input", self.heads[self.modalities[group[0]]].in_dim),
-                    ("shared", self.shared_dim),
-                )
-            ]
-            masks = (drawn[0], drawn[1])
+            passes, keep = torch.arange(self.samples), 1.0 - self.mc_dropout
+
+            def draw(part: str, size: int) -> Tensor:
+                """``[G, T, size]``: each modality's keep-mask, a function of (seed, modality)."""
+                masks = [
+                    stream(self.seed, "dms-mc", part, self.modalities[i]).bernoulli(
+                        passes, keep, size
+                    )
+                    for i in group
+                ]
+                return torch.stack(masks).to(device)
+
+            in_dim = self.heads[self.modalities[group[0]]].in_dim
+            masks = (draw("input", in_dim), draw("shared", self.shared_dim))
             self._evaluation_masks[key] = (masks, dropped_indices(masks))
         return self._evaluation_masks[key]
 
