@@ -57,7 +57,7 @@ def test_datasets_and_methods_list_one_per_line(capsys: pytest.CaptureFixture[st
 
 
 def test_argparse_errors_exit_2_with_one_line(capsys: pytest.CaptureFixture[str]) -> None:
-    _fails_cleanly(capsys, ["train", "--epochs", "many"], "invalid int value")
+    _fails_cleanly(capsys, ["train", "--epochs", "many"], "--epochs accepts an integer")
     _fails_cleanly(capsys, ["nonsense"], "invalid choice")
     _fails_cleanly(capsys, [], "required")
 

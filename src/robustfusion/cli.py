@@ -10,12 +10,15 @@ Notes (``robustfusion`` logger, e.g. a dataset's guessed value range) print as `
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import logging
 import os
 import pkgutil
+import re
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from types import ModuleType
 
 from robustfusion import __version__
@@ -30,9 +33,16 @@ class UsageError(Exception):
 
 
 class _Parser(argparse.ArgumentParser):
-    """An ArgumentParser that raises instead of printing usage and exiting."""
+    """An ArgumentParser that raises instead of printing usage and exiting, and that reads a
+    value starting with a minus and a digit (``--severities -1,2``, ``--seed -1``) as a value, so
+    that its flag's check says what it accepts (argparse would take ``-1,2`` for an unknown flag)."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self._negative_number_matcher = re.compile(r"^-\.?\d[\w.,+\-]*$")
 
     def error(self, message: str) -> None:  # type: ignore[override]
+        message = re.sub(r"^argument (\S+): \1 ", r"\1 ", message)  # a check names its flag
         raise UsageError(f"{message} (see '{self.prog} --help')")
 
 
@@ -91,6 +101,11 @@ def _run(argv: Sequence[str] | None) -> int:
     except (UsageError, RobustFusionError) as error:
         print(f"error: {_one_line(str(error))}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        raise
+    except OSError as error:  # a read-only or full file system, a folder we may not write
+        print(f"error: {file_system_message(error)}", file=sys.stderr)
+        return 2
     except TrainingInterrupted as interrupt:
         print(interrupt.message, file=sys.stderr)
         return 130
@@ -99,6 +114,34 @@ def _run(argv: Sequence[str] | None) -> int:
         return 130
     sys.stdout.flush()
     return status
+
+
+#: The fix for each file-system error a command can meet while it writes.
+_FILE_SYSTEM_FIXES = {
+    errno.EROFS: "the file system is read-only: give an output path on a writable one",
+    errno.ENOSPC: "the disk is full: free some space or give an output path on another disk",
+    errno.EDQUOT: "the disk quota is exhausted: free some space or write elsewhere",
+    errno.EACCES: "permission denied: give an output path you may write, or change its permissions",
+    errno.EPERM: "operation not permitted: give an output path you may write",
+    errno.ENOTDIR: "a part of the path is a file, not a folder: give another path",
+    errno.EISDIR: "the path is a folder where a file was expected: give a file path",
+    errno.ENAMETOOLONG: "the path is too long: give a shorter one",
+}
+
+
+def file_system_message(error: OSError) -> str:
+    """One line for an ``OSError``: what could not be done, where, and how to fix it."""
+    target = error.filename2 if error.filename2 is not None else error.filename
+    where = "a file" if target is None else str(target)
+    if target is not None:
+        path = Path(os.fsdecode(target))
+        if path.name.startswith(".") and path.suffix in (".tmp", ".lock"):  # our temporaries
+            where = f"in {path.parent}"
+    reason = error.strerror or str(error)
+    fix = _FILE_SYSTEM_FIXES.get(error.errno or 0, "check the path and the disk, then retry")
+    return _one_line(
+        f"cannot write {where} ({reason}): {fix}; nothing that was already there was changed"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -14,9 +14,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from robustfusion.accepts import TEXT, Accepts, ArgType, PairType, choice
 from robustfusion.commands._options import flat_options, nested_options
 from robustfusion.errors import ConfigError
-from robustfusion.training.config import OPTIMIZERS, RECIPE_SETTINGS, default_value
+from robustfusion.training.config import LIMITS, OPTIMIZERS, RECIPE_SETTINGS, default_value
 
 GROUPS = {
     "data": "data",
@@ -48,6 +49,27 @@ class Setting:
     @property
     def option(self) -> str:
         return self.flag or "--" + self.field.replace("_", "-")
+
+    def accepts(self) -> Accepts | None:
+        """What one value of this setting accepts (``None``: ``KEY=VALUE`` items, checked against
+        the component they configure)."""
+        if self.kind in ("pairs", "names", "nested"):
+            return None
+        if self.choices:
+            return choice(*self.choices)
+        if self.kind in ("int", "float"):
+            return LIMITS[self.field]
+        return TEXT
+
+    def arg_type(self) -> Callable[[str], Any]:
+        """The ``argparse`` ``type=``: the value is checked while the arguments are parsed."""
+        if self.kind in ("pairs", "names", "nested"):
+            return PairType(self.option, nested=self.kind == "nested")
+        if self.kind == "devices":
+            return DevicesType(self.option)
+        accepts = self.accepts()
+        assert accepts is not None
+        return ArgType(accepts, self.option, items=self.kind == "list")
 
     def default_text(self) -> str:
         if self.default is not None:
@@ -177,7 +199,27 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("num_workers", "DataLoader worker processes", "hardware", kind="int", metavar="N"),
 )
 
-_TYPES: dict[str, Callable[[str], Any]] = {"int": int, "float": float}
+
+class DevicesType(ArgType):
+    """``--devices``: a count from 1 to 1024, ``auto``, or a comma-separated list of device
+    indices (``0,1``)."""
+
+    def __init__(self, flag: str) -> None:
+        super().__init__(TEXT, flag)
+
+    def __call__(self, text: str) -> Any:
+        value = text.strip()
+        if value == "auto":
+            return value
+        if value.isdigit() and 1 <= int(value) <= 1024:
+            return int(value)
+        parts = value.split(",")
+        if "," in value and all(p.strip().isdigit() for p in parts):
+            return value
+        raise argparse.ArgumentTypeError(f"{self.flag} accepts {self.describe()}, got {text!r}")
+
+    def describe(self) -> str:
+        return "a count from 1 to 1024, auto, or a list of device indices such as 0,1"
 
 
 def add_settings(parser: argparse.ArgumentParser, exclude: Iterable[str] = ()) -> list[Setting]:
@@ -195,8 +237,7 @@ def add_settings(parser: argparse.ArgumentParser, exclude: Iterable[str] = ()) -
             setting.option,
             dest=setting.field,
             metavar=setting.metavar,
-            type=_TYPES.get(setting.kind, str),
-            choices=setting.choices,
+            type=setting.arg_type(),
             action="append" if repeat else "store",
             default=None,
             help=f"{setting.help} (default: {setting.default_text()})",
@@ -221,14 +262,11 @@ def _parse(setting: Setting, raw: Any) -> Any:
         return flat_options(raw, setting.option, parse=False)
     if setting.kind == "nested":
         return nested_options(raw, setting.option)
-    if setting.kind == "list":
-        names = [part.strip() for part in str(raw).split(",")]
-        if not any(names):
-            raise ConfigError(f"{setting.option} is empty: give names such as a,b")
+    if setting.kind == "list" and isinstance(raw, str):  # parsed by the type unless set by hand
+        names = [part.strip() for part in raw.split(",")]
+        if not all(names):
+            raise ConfigError(f"{setting.option} accepts names such as a,b, got {raw!r}")
         return names
-    if setting.kind == "devices":
-        text = str(raw).strip()
-        return int(text) if text.lstrip("-").isdigit() else text
     return raw
 
 
@@ -238,7 +276,7 @@ def add_weights_argument(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument(
         "--weights",
-        choices=WEIGHT_MODES,
+        type=ArgType(choice(*WEIGHT_MODES), "--weights"),
         default="learned",
         help="fuse with the method's own weights (learned), uniform weights, or the oracle's "
         "(corrupted modalities at the lowest weight); methods without per-sample weights are "

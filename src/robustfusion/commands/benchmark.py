@@ -8,6 +8,7 @@ import os
 import sys
 from pathlib import Path
 
+from robustfusion.accepts import TEXT, ArgType, PairType, integer
 from robustfusion.commands._options import nested_options
 from robustfusion.commands._settings import (
     SETTINGS,
@@ -31,11 +32,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     bench = parser.add_argument_group("benchmark")
     bench.add_argument(
         "--methods",
+        type=ArgType(TEXT, "--methods"),
         help="comma-separated method labels, e.g. static,tmc,udml:preset=paper (no default: "
         "required unless --suite); a label is NAME[:OPTION=VALUE...], see docs/benchmark.md",
     )
     bench.add_argument(
         "--suite",
+        type=ArgType(TEXT, "--suite"),
         metavar="NAME",
         help="run a named suite of benchmarks instead (several datasets, each with its own "
         "methods, seeds, epochs and grid), e.g. leaderboard; see docs/benchmark.md "
@@ -43,38 +46,56 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     bench.add_argument(
         "--part",
+        type=ArgType(TEXT, "--part"),
         action="append",
         metavar="NAME",
         help="with --suite: run only this part (repeatable; default: every part)",
     )
     bench.add_argument(
         "--results-page",
+        type=ArgType(TEXT, "--results-page"),
         metavar="FILE.md",
         help="with --suite: also write one results page over every part (default: none)",
     )
-    bench.add_argument("--seeds", default="0", help="comma-separated seeds (default: 0)")
-    bench.add_argument("--out", required=True, metavar="DIR", help="benchmark folder (required)")
+    bench.add_argument(
+        "--seeds",
+        default="0",
+        type=ArgType(integer(0, 2**32 - 1), "--seeds", items=True),
+        help="comma-separated seeds (default: 0)",
+    )
+    bench.add_argument(
+        "--out",
+        required=True,
+        metavar="DIR",
+        type=ArgType(TEXT, "--out"),
+        help="benchmark folder (required)",
+    )
     bench.add_argument(
         "--quick", action="store_true", help="a small grid for a first look (default: full grid)"
     )
     bench.add_argument(
         "--config",
+        type=ArgType(TEXT, "--config"),
         metavar="FILE.yaml",
         help="a config.yaml whose settings every run starts from (default: none)",
     )
     bench.add_argument(
         "--method-setting",
         action="append",
+        type=PairType("--method-setting", nested=True),
         metavar="NAME.KEY=VALUE",
         help="a training setting for one method only, e.g. tmc.epochs=60 (repeatable; "
         "default: none)",
     )
     bench.add_argument(
-        "--eval-seed", type=int, default=0, help="seeds the corruptions (default: 0)"
+        "--eval-seed",
+        type=ArgType(integer(0, 2**32 - 1), "--eval-seed"),
+        default=0,
+        help="seeds the corruptions (default: 0)",
     )
     bench.add_argument(
         "--jobs",
-        type=int,
+        type=ArgType(integer(1, 1024), "--jobs"),
         default=None,
         metavar="N",
         help="train and evaluate N (method, seed) runs in parallel worker processes (default: "
@@ -83,7 +104,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     bench.add_argument(
         "--threads-per-job",
-        type=int,
+        type=ArgType(integer(1, 1024), "--threads-per-job"),
         default=1,
         metavar="N",
         help="torch intra-op threads of every run (default: 1); fixed whatever --jobs, since "
@@ -139,7 +160,7 @@ def config_from_args(args: argparse.Namespace) -> BenchmarkConfig:
     grid = dataclasses.replace(default_grid(args.quick), eval_seed=args.eval_seed)
     return BenchmarkConfig(
         methods=parse_list(args.methods, "--methods"),
-        seeds=parse_list(args.seeds, "--seeds", int),
+        seeds=tuple(args.seeds),
         out=Path(args.out).expanduser().resolve(),
         base=base,
         grid=grid,
@@ -214,6 +235,8 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--part and --results-page go with --suite NAME")
     config = config_from_args(args)
     benchmark = Benchmark(config, progress=not args.no_progress)
+    benchmark.check_options_used()
+    benchmark.check_folder()
     cells = check_cells(benchmark)
     if args.print_config:
         documents = []

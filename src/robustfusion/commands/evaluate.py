@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from robustfusion.accepts import TEXT, ArgType, integer, number
 from robustfusion.atomic import write_json
 from robustfusion.commands._settings import add_weights_argument
 from robustfusion.errors import ConfigError
@@ -25,13 +26,20 @@ DEFAULT_SEVERITIES: dict[str, tuple[float, ...]] = {
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("run_dir", metavar="DIR", help="a run folder written by robustfusion train")
+    parser.add_argument(
+        "run_dir",
+        metavar="DIR",
+        type=ArgType(TEXT, "DIR"),
+        help="a run folder written by robustfusion train",
+    )
     parser.add_argument(
         "--corruption",
+        type=ArgType(TEXT, "--corruption"),
         help="gaussian, salt_pepper, blur or missing (default: none, the clean test set)",
     )
     parser.add_argument(
         "--severities",
+        type=ArgType(number(0.0, 1e6), "--severities", items=True),
         help="comma-separated severities, e.g. 0,0.5,1,2 (default: per corruption: "
         + "; ".join(f"{k} {','.join(f'{v:g}' for v in vs)}" for k, vs in DEFAULT_SEVERITIES.items())
         + ")",
@@ -39,34 +47,48 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--target",
         default="all",
+        type=ArgType(TEXT, "--target"),
         help="all, each (p=0.5 per modality) or one modality (default: all)",
     )
-    parser.add_argument("--seed", type=int, default=0, help="seeds the corruptions (default: 0)")
+    parser.add_argument(
+        "--seed",
+        type=ArgType(integer(0, 2**32 - 1), "--seed"),
+        default=0,
+        help="seeds the corruptions (default: 0)",
+    )
     parser.add_argument(
         "--batch-size",
-        type=int,
+        type=ArgType(integer(1, 1_000_000), "--batch-size"),
         default=default_value("eval_batch_size"),
         help=f"evaluation batch size (default: {default_value('eval_batch_size')})",
     )
     add_weights_argument(parser)
     parser.add_argument(
+        "--data",
+        metavar="FILE.npz",
+        type=ArgType(TEXT, "--data"),
+        help="where the run's .npz file is now, if it moved (default: the place in its config)",
+    )
+    parser.add_argument(
+        "--data-root",
+        metavar="DIR",
+        type=ArgType(TEXT, "--data-root"),
+        help="where the run's prepared dataset is now, if it moved (default: its config's)",
+    )
+    parser.add_argument(
         "--out",
         metavar="FILE.json",
+        type=ArgType(TEXT, "--out"),
         help="JSON file (default: DIR/eval-CORRUPTION-TARGET.json, with -WEIGHTS unless learned)",
     )
 
 
-def parse_severities(text: str | None, corruption: str | None) -> tuple[float, ...]:
-    if text is None:
+def parse_severities(given: list[float] | None, corruption: str | None) -> tuple[float, ...]:
+    """The severities to sweep: ``--severities`` (parsed and range-checked by its flag), else
+    the corruption's defaults."""
+    if given is None:
         return DEFAULT_SEVERITIES.get(corruption, (0.0, 1.0)) if corruption else (0.0,)
-    try:
-        values = tuple(float(part) for part in text.split(",") if part.strip())
-    except ValueError as error:
-        raise ConfigError(
-            f"--severities must be comma-separated numbers such as 0,0.5,1, got {text!r}"
-        ) from error
-    if not values:
-        raise ConfigError("--severities is empty: give numbers such as 0,0.5,1")
+    values = tuple(float(v) for v in given)
     if corruption is None and any(v != 0 for v in values):
         raise ConfigError("--severities needs --corruption (gaussian, salt_pepper, blur, missing)")
     return values
@@ -121,9 +143,14 @@ def run(args: argparse.Namespace) -> int:
     run_dir = Path(args.run_dir)
     if args.corruption is not None:
         CORRUPTIONS.get(args.corruption)  # unknown names fail before the run is loaded
-    if args.batch_size < 1:
-        raise ConfigError(f"--batch-size must be at least 1, got {args.batch_size}")
     severities = parse_severities(args.severities, args.corruption)
+    if args.weights == "oracle" and (args.corruption is None or args.target == "all"):
+        raise ConfigError(
+            "--weights oracle gives the corrupted modalities the lowest weight, and with "
+            f"{'no corruption' if args.corruption is None else '--target all'} every modality "
+            "is alike, so it would equal --weights uniform: give --corruption NAME with "
+            "--target each or a modality name"
+        )
     out = output_path(args, run_dir)
     report = evaluate_run(
         run_dir,
@@ -133,6 +160,8 @@ def run(args: argparse.Namespace) -> int:
         args.seed,
         args.batch_size,
         weights=args.weights,
+        data=Path(args.data) if args.data else None,
+        data_root=Path(args.data_root) if args.data_root else None,
     )
     write_json(out, report)
     print(format_table(report))

@@ -7,6 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from robustfusion.accepts import TEXT, ArgType
 from robustfusion.evaluation.frm_analysis import (
     dominant_modality,
     epoch_means,
@@ -21,14 +22,22 @@ HELP = "plot FRM and K per modality of an MWAM run and print which modality domi
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "run_dir", type=Path, metavar="DIR", help="a run trained with mwam or mwam+X"
+        "run_dir",
+        type=ArgType(TEXT, "DIR"),
+        metavar="DIR",
+        help="a run trained with mwam or mwam+X",
     )
-    parser.add_argument("--out", type=Path, default=None, help="figure file (default DIR/frm.png)")
+    parser.add_argument(
+        "--out",
+        type=ArgType(TEXT, "--out"),
+        default=None,
+        help="figure file (default DIR/frm.png)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
-    log = read_frm_log(args.run_dir)
-    out = plot_frm(log, args.out or Path(args.run_dir) / "frm.png", title=str(args.run_dir))
+    log = read_frm_log(Path(args.run_dir))
+    out = plot_frm(log, Path(args.out or Path(args.run_dir) / "frm.png"), title=str(args.run_dir))
     names = log.modalities
     print("epoch  " + "  ".join(f"{q}.{m}" for q in ("frm", "T", "K") for m in names))
     for epoch, means in epoch_means(log).items():

@@ -7,6 +7,7 @@ import inspect
 import sys
 from typing import Any
 
+from robustfusion.accepts import TEXT, ArgType
 from robustfusion.registry import METHODS
 from robustfusion.training.config import RECIPE_SETTINGS, default_value
 
@@ -18,6 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "name",
         nargs="?",
+        type=ArgType(TEXT, "NAME"),
         metavar="NAME",
         help="a method: print its options with their defaults, the paper it follows and the "
         "training settings its recipe implies (default: list every method)",

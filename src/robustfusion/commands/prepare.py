@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from robustfusion.accepts import TEXT, ArgType, PairType
 from robustfusion.commands._options import flat_options
 from robustfusion.registry import PREPARERS, check_options
 
@@ -14,15 +15,25 @@ HELP = "prepare a dataset's files (e.g. synthesise AV-digits); prints the prepar
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "name", help="what to prepare, e.g. avdigits (datasets that need it say so)"
+        "name",
+        metavar="NAME",
+        type=ArgType(TEXT, "NAME"),
+        help="what to prepare, e.g. avdigits (datasets that need it say so)",
     )
     parser.add_argument(
-        "--raw", help="folder of the raw download, where the step needs one (default: none)"
+        "--raw",
+        type=ArgType(TEXT, "--raw"),
+        help="folder of the raw download, where the step needs one (default: none)",
     )
-    parser.add_argument("--out", help="where to write (default: the dataset's cache folder)")
+    parser.add_argument(
+        "--out",
+        type=ArgType(TEXT, "--out"),
+        help="where to write (default: the dataset's cache folder)",
+    )
     parser.add_argument(
         "--option",
         action="append",
+        type=PairType("--option"),
         metavar="KEY=VALUE",
         help="step option, value parsed as YAML (repeatable; default: none)",
     )

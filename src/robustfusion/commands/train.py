@@ -7,6 +7,7 @@ import dataclasses
 import sys
 from pathlib import Path
 
+from robustfusion.accepts import TEXT, ArgType
 from robustfusion.commands._settings import (
     SETTINGS,
     add_print_config_argument,
@@ -26,10 +27,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run.add_argument(
         "--config",
         metavar="FILE.yaml",
+        type=ArgType(TEXT, "--config"),
         help="a config.yaml to start from; flags override its values (default: none)",
     )
     run.add_argument(
-        "--out", metavar="DIR", help="the run folder (default: the config's out, if any)"
+        "--out",
+        metavar="DIR",
+        type=ArgType(TEXT, "--out"),
+        help="the run folder (default: the config's out, if any)",
     )
     run.add_argument(
         "--resume",

@@ -55,3 +55,7 @@ def _check_options(name: str, loader: Any, options: dict[str, Any]) -> None:
         if key not in accepted:
             choices = ", ".join(accepted) if accepted else "none"
             raise ConfigError(f"dataset {name!r} has no option {key!r}: its options are {choices}")
+    from robustfusion.accepts import check_option_values
+
+    given = {k: v for k, v in options.items() if k != "path" or name != "npz"}
+    options.update(check_option_values(loader, given, "--dataset-option "))

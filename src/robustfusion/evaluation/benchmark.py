@@ -30,6 +30,7 @@ the best validation accuracy is kept (``DIR/unimodal_view.json``) and trained fo
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -45,7 +46,7 @@ import torch
 from robustfusion.allocator import keep_freed_memory
 from robustfusion.atomic import write_json
 from robustfusion.data import DatasetInfo, DataSplits
-from robustfusion.errors import ConfigError
+from robustfusion.errors import ConfigError, RunFolderError
 from robustfusion.evaluation.grids import (
     Grid,
     check_grid,
@@ -260,13 +261,50 @@ class Benchmark:
             options.setdefault(name, {}).update(values)
         if view is not None:
             options.setdefault("unimodal", {})["modality"] = view
-        return self.config.base.with_overrides(
+        config = self.config.base.with_overrides(
             method=variant.name,
             seed=seed,
             out=str(run_dir(self.out, label, seed, view)),
             method_options=options or None,
             **overrides,
         )
+        # --method-option applies to the runs of the methods it names; the others do without
+        parts = set(config.method.split("+"))
+        kept = {k: v for k, v in config.method_options.items() if k in parts}
+        if kept == config.method_options:
+            return config
+        return dataclasses.replace(config, method_options=kept)
+
+    def check_options_used(self) -> None:
+        """Every ``--method-option`` names a method that some label of the benchmark runs."""
+        used = {part for variant in self._variants.values() for part in variant.parts}
+        unused = sorted(set(self.config.base.method_options) - used)
+        if unused:
+            keys = ", ".join(f"{unused[0]}.{k}" for k in self.config.base.method_options[unused[0]])
+            raise ConfigError(
+                f"method option {keys} is for method {unused[0]!r}, which no label of --methods "
+                f"runs ({', '.join(self._variants)}): drop it or add {unused[0]} to --methods"
+            )
+
+    def check_folder(self) -> None:
+        """Refuse a folder that holds something other than a benchmark (a training run, a user's
+        files): the benchmark would write its results among them."""
+        if not self.out.exists():
+            return
+        if not self.out.is_dir():
+            raise RunFolderError(f"--out {self.out} is a file, not a folder: give a folder")
+        if (self.out / META_FILE).exists() or (self.out / RESULTS_FILE).exists():
+            return
+        held = sorted(p.name for p in self.out.iterdir() if p.name != RUNS_DIR)
+        if "config.yaml" in held or "model.pt" in held:
+            raise RunFolderError(
+                f"--out {self.out} holds a training run, not a benchmark: give a new folder"
+            )
+        if held:
+            raise RunFolderError(
+                f"--out {self.out} holds other files ({', '.join(held[:3])}) and no benchmark: "
+                "give a new or empty folder"
+            )
 
     def columns(self, modalities: Sequence[str]) -> list[str]:
         return [
@@ -303,6 +341,14 @@ class Benchmark:
 
     def run(self) -> Path:
         """Train and evaluate every missing cell, then write ``report.md``; returns its path."""
+        from robustfusion.lock import FolderLock
+
+        self.check_folder()
+        self.out.parent.mkdir(parents=True, exist_ok=True)
+        with FolderLock(self.out):
+            return self._run()
+
+    def _run(self) -> Path:
         from tqdm.auto import tqdm
 
         info, cells = self.prepare()
@@ -600,7 +646,10 @@ def _run_task_in_worker(config: BenchmarkConfig, task: Task) -> dict[str, Any]:
 
 def parse_list(text: str, flag: str, kind: Callable[[str], Any] = str) -> tuple[Any, ...]:
     """``"a,b"`` -> ``("a", "b")``; a one-line ConfigError naming ``flag`` when malformed."""
-    parts = [p.strip() for p in text.split(",") if p.strip()]
+    parts = [p.strip() for p in text.split(",")]
+    if any(not p for p in parts) and any(parts):
+        raise ConfigError(f"{flag} accepts a comma-separated list with no empty item, got {text!r}")
+    parts = [p for p in parts if p]
     try:
         values = tuple(kind(p) for p in parts)
     except ValueError as error:

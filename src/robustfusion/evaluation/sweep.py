@@ -34,15 +34,18 @@ def evaluate_run(
     seed: int = 0,
     batch_size: int = 256,
     weights: str = "learned",
+    data: Path | None = None,
+    data_root: Path | None = None,
 ) -> dict[str, Any]:
     """Sweep the selected model of a finished run over ``severities`` on its test split.
 
     The test split is fetched once and every severity goes through the model in the same pass
     (:func:`~robustfusion.evaluation.evaluate.evaluate_many`), as in the benchmark. Returns the
     run's identity (dataset, method, fusion, training seed), the protocol (corruption, target,
-    weights, evaluation seed) and ``results``: one entry per severity, in order.
+    weights, evaluation seed) and ``results``: one entry per severity, in order. ``data`` and
+    ``data_root`` point at a run's moved data (see :func:`~robustfusion.training.run.load_run`).
     """
-    model, splits, config = load_run(Path(run_dir))
+    model, splits, config = load_run(Path(run_dir), data=data, data_root=data_root)
     info = splits.info
     batches = test_batches(splits.test, batch_size)
     transforms = [corruptor(info, corruption, float(s), target, seed) for s in severities]

@@ -61,11 +61,13 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from robustfusion.accepts import Accepts, integer, number
 from robustfusion.encoders.base import Stage, encoder_stages
 from robustfusion.errors import ConfigError, DataError
 from robustfusion.methods.base import Method, MethodSpec, trained_weights_option
@@ -134,6 +136,23 @@ class DMS(Method):
     ("learned" | "uniform": the uniform twin), ``train_noise`` (0: off), ``train_noise_p`` (0.5),
     ``seed`` (seeds the training noise; default: the run's ``--seed``).
     """
+
+    #: What each numeric option accepts (checked before anything is built or written).
+    option_limits: ClassVar[dict[str, Accepts]] = {
+        "T": integer(2, 1000),
+        "mc_dropout": number(0.0, 1.0, open_minimum=True, open_maximum=True),
+        "a": number(0.0, 1e3),
+        "b": number(0.0, 1e3),
+        "g": number(0.0, 1e3),
+        "tau": number(0.0, 1e3, open_minimum=True),
+        "consistency_weight": number(0.0, 1e3),
+        "unimodal_weight": number(0.0, 1e3),
+        "shared_dim": integer(1, 65536),
+        "scheduler_hidden": integer(1, 65536),
+        "train_noise": number(0.0, 1e3),
+        "train_noise_p": number(0.0, 1.0),
+        "seed": integer(0, 2**32 - 1),
+    }
 
     has_dynamic_weights = True
 

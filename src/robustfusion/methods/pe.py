@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from robustfusion.accepts import Accepts, number
 from robustfusion.errors import ConfigError
 from robustfusion.methods.base import (
     Method,
@@ -67,6 +68,9 @@ def inverse_variance_weights(
 class ProbabilisticEmbeddingFusion(Method):
     """Options: ``kl_weight`` (1e-5), ``residual`` (True: fusion input ``(1 + n w_m) z_m``),
     ``norm`` (``batch`` | ``layer``), ``weights`` (``learned`` | ``uniform``: the uniform twin)."""
+
+    #: What each numeric option accepts (checked before anything is built or written).
+    option_limits: ClassVar[dict[str, Accepts]] = {"kl_weight": number(0.0, 1e3)}
 
     has_dynamic_weights: ClassVar[bool] = True
 

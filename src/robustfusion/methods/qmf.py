@@ -38,6 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from robustfusion.accepts import Accepts, integer, number
 from robustfusion.errors import ConfigError, DataError
 from robustfusion.methods.base import (
     Method,
@@ -62,6 +63,15 @@ class QMF(Method):
     """Options: ``rank_weight`` (1), ``temperature`` (1), ``scale`` (0.1), ``margin_sign`` (1 paper,
     -1 code), ``num_train_samples`` (None: 65536 history slots), ``weights`` (``learned`` |
     ``uniform``: the uniform twin)."""
+
+    #: What each numeric option accepts (checked before anything is built or written).
+    option_limits: ClassVar[dict[str, Accepts]] = {
+        "rank_weight": number(0.0, 1e3),
+        "temperature": number(0.0, 1e3, open_minimum=True),
+        "scale": number(0.0, 1e3, open_minimum=True),
+        "margin_sign": number(-1.0, 1.0),
+        "num_train_samples": integer(1, 10**9),
+    }
 
     has_dynamic_weights: ClassVar[bool] = True
 

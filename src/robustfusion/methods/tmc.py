@@ -38,6 +38,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
+from robustfusion.accepts import Accepts, integer
 from robustfusion.errors import ConfigError
 from robustfusion.methods.base import (
     Method,
@@ -62,6 +63,9 @@ from robustfusion.types import Batch, FusionOutput
 class TMC(Method):
     """Options: ``annealing_epochs`` (50), ``evidence`` (``softplus`` | ``relu`` | ``exp``),
     ``weights`` (``learned`` | ``uniform``: the uniform twin)."""
+
+    #: What each numeric option accepts (checked before anything is built or written).
+    option_limits: ClassVar[dict[str, Accepts]] = {"annealing_epochs": integer(1, 100_000)}
 
     has_dynamic_weights: ClassVar[bool] = True
 

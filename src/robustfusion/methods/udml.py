@@ -47,12 +47,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from robustfusion.accepts import Accepts, integer, number
 from robustfusion.errors import ConfigError
 from robustfusion.methods.base import Method, MethodSpec, trained_weights_option
 from robustfusion.modules.dependency import (
@@ -160,6 +161,23 @@ def _groups(names: list[str], dims: Mapping[str, int]) -> list[tuple[str, ...]]:
 )
 class UDML(Method):
     """Unbiased dynamic fusion; see the module docstring and docs/udml.md for the options."""
+
+    #: What each numeric option accepts (checked before anything is built or written).
+    option_limits: ClassVar[dict[str, Accepts]] = {
+        "gamma": number(0.0, 1e3),
+        "beta": number(0.0, 1e3),
+        "mse_weight": number(0.0, 1e3),
+        "dependency_momentum": number(0.0, 1.0, open_maximum=True),
+        "dependency_every": integer(1, 100_000),
+        "clean_until": number(0.0, 1.0),
+        "full_weights_from": number(0.0, 1.0),
+        "lr_step_at": number(0.0, 1.0),
+        "lr_step": number(0.0, 1e3, open_minimum=True),
+        "max_level": integer(2, 1000),
+        "vector_noise_scale": number(0.0, 1e3),
+        "spectrogram_noise_scale": number(0.0, 1e3),
+        "seed": integer(0, 2**32 - 1),
+    }
 
     wants_spatial_features = True
     has_dynamic_weights = True

@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from robustfusion.accepts import Accepts, check_option_values, integer, number
 from robustfusion.atomic import write_text
 from robustfusion.errors import ConfigError
 
@@ -37,6 +38,22 @@ RECIPE_SETTINGS = ("optimizer", "lr", "weight_decay", "momentum", "gradient_clip
 #: many epochs it runs (``--resume --epochs N`` extends it) and where it runs (results do not
 #: depend on them: every random draw is seeded).
 RESUMABLE_CHANGES = ("out", "epochs", "accelerator", "num_workers")
+#: What each numeric setting accepts: the command line refuses other values while parsing, and
+#: :meth:`TrainConfig.check` refuses them in a config file. Upper bounds are sanity limits (a
+#: typo such as ``--epochs 300000000`` is refused rather than run for years).
+LIMITS: dict[str, Accepts] = {
+    "hidden_dim": integer(1, 65536),
+    "feature_dim": integer(1, 65536),
+    "epochs": integer(1, 100_000),
+    "batch_size": integer(1, 1_000_000),
+    "eval_batch_size": integer(1, 1_000_000),
+    "lr": number(0.0, 100.0, open_minimum=True),
+    "weight_decay": number(0.0, 100.0),
+    "momentum": number(0.0, 1.0, open_maximum=True),
+    "gradient_clip_val": number(0.0, 1e6),
+    "seed": integer(0, 2**32 - 1),
+    "num_workers": integer(0, 1024),
+}
 
 
 @dataclass
@@ -218,15 +235,10 @@ class TrainConfig:
 
     def check(self) -> None:
         """Raise a one-line ConfigError for an out-of-range value."""
-        for key in ("epochs", "batch_size", "eval_batch_size", "hidden_dim", "feature_dim"):
-            if getattr(self, key) < 1:
-                raise ConfigError(f"{key} must be at least 1, got {getattr(self, key)}")
-        if self.num_workers < 0:
-            raise ConfigError(f"num_workers must be >= 0, got {self.num_workers}")
-        if not self.lr > 0:
-            raise ConfigError(f"lr must be positive, got {self.lr}")
-        if self.weight_decay < 0:
-            raise ConfigError(f"weight_decay must be >= 0, got {self.weight_decay}")
+        for key, accepts in LIMITS.items():
+            value = getattr(self, key)
+            if value is not None:
+                accepts.check(value, key)
         if self.selection not in SELECTIONS:
             raise ConfigError(
                 f"unknown selection {self.selection!r}: choose one of {', '.join(SELECTIONS)}"
@@ -235,13 +247,7 @@ class TrainConfig:
             raise ConfigError(
                 f"unknown optimizer {self.optimizer!r}: choose one of {', '.join(OPTIMIZERS)}"
             )
-        if self.momentum < 0:
-            raise ConfigError(f"momentum must be >= 0, got {self.momentum}")
-        if self.gradient_clip_val is not None and self.gradient_clip_val < 0:
-            raise ConfigError(
-                f"gradient_clip_val must be >= 0 (0 or empty: no clipping), got {self.gradient_clip_val}"
-            )
-        if isinstance(self.devices, int) and self.devices < 1:
+        if isinstance(self.devices, int) and not 1 <= self.devices <= 1024:
             raise ConfigError(
                 f"devices must be at least 1 (or auto, or a list), got {self.devices}"
             )
@@ -255,6 +261,37 @@ class TrainConfig:
                 raise ConfigError(
                     f"options of {name!r} must be a mapping KEY: VALUE, got {options!r}"
                 )
+        self.check_method_options()
+        self.check_encoder_options()
+
+    def check_encoder_options(self) -> None:
+        """Every ``encoder_options`` entry names a registered encoder and an option it has, with
+        a value it accepts."""
+        from robustfusion.registry import ENCODERS, check_options
+
+        for name, options in self.encoder_options.items():
+            factory = ENCODERS.get(name)
+            check_options(factory, options, f"encoder {name!r}", (1,))  # (1,): an input shape
+            check_option_values(factory, options, f"{name}.")
+
+    def check_method_options(self) -> None:
+        """Each ``method_options`` entry names a part of ``method`` (``udml.gamma`` with
+        ``--method static`` would be stored without effect) and every value is one its option
+        accepts (``udml.gamma=abc`` is refused here, before anything is written)."""
+        from robustfusion.registry import METHODS, check_options
+
+        parts = self.method.split("+")
+        for name, options in self.method_options.items():
+            if name not in parts:
+                given = ", ".join(f"{name}.{key}" for key in options) or name
+                raise ConfigError(
+                    f"method option {given} is for method {name!r}, which this run does not use "
+                    f"(method {self.method}): drop it, or train with --method {name}"
+                )
+            factory = METHODS.get(name)
+            keywords = {k: v for k, v in options.items() if k != "inner"}
+            check_options(factory, keywords, f"method {name!r}", None)  # None: the spec
+            check_option_values(factory, keywords, f"{name}.")
 
 
 def setting_names() -> tuple[str, ...]:

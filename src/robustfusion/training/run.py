@@ -19,6 +19,7 @@ What a folder holds is never lost to a mistake or a rerun:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -49,6 +50,7 @@ from robustfusion.data import DataSplits
 from robustfusion.errors import (
     CheckpointError,
     ConfigError,
+    DataError,
     RunFolderError,
     TrainingInterrupted,
 )
@@ -281,6 +283,14 @@ def check_hardware(config: TrainConfig) -> None:
     devices, strategy and precision here (building a Trainer checks them and writes nothing)."""
     from lightning.fabric.utilities.exceptions import MisconfigurationException
 
+    if config.accelerator == "cpu" and isinstance(config.devices, int):
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        if config.devices > (cores or 1):
+            raise ConfigError(
+                f"--devices {config.devices} asks for {config.devices} CPU processes (DDP) on a "
+                f"machine where this process may use {cores} core(s): give --devices {cores} or "
+                "fewer (one process already uses every core)"
+            )
     try:
         with _quiet_lightning():
             L.Trainer(
@@ -566,8 +576,14 @@ def _created_parents(out: Path) -> Iterator[None]:
         raise
 
 
-def load_run(run_dir: Path) -> tuple[MultimodalModel, DataSplits, TrainConfig]:
-    """The selected model of a finished run (in eval mode, on CPU), its data splits and config."""
+def load_run(
+    run_dir: Path, data: Path | None = None, data_root: Path | None = None
+) -> tuple[MultimodalModel, DataSplits, TrainConfig]:
+    """The selected model of a finished run (in eval mode, on CPU), its data splits and config.
+
+    ``data`` (an ``.npz``) or ``data_root`` (a dataset's prepared folder) replace the places
+    saved in the run's config, for a run whose data has moved; the config file is not changed.
+    """
     run_dir = Path(run_dir)
     config_path = run_dir / CONFIG_FILE
     if not config_path.is_file():
@@ -575,7 +591,29 @@ def load_run(run_dir: Path) -> tuple[MultimodalModel, DataSplits, TrainConfig]:
             f"{run_dir} is not a training run (no {CONFIG_FILE}): train one with robustfusion train --out {run_dir}"
         )
     config = TrainConfig.from_yaml(config_path)
-    splits = load_data(config)
+    if data is not None:
+        if config.data is None:
+            raise ConfigError(
+                f"--data replaces a run's .npz file, but {run_dir} was trained on the dataset "
+                f"{config.dataset}: give --data-root DIR instead"
+            )
+        config = dataclasses.replace(config, data=str(Path(data).expanduser().resolve()))
+    if data_root is not None:
+        config = dataclasses.replace(config, data_root=str(Path(data_root).expanduser().resolve()))
+    if config.data is not None and not Path(config.data).is_file():
+        raise DataError(
+            f"the data file {config.data} of run {run_dir} does not exist (moved or deleted?): "
+            f"give its new place with robustfusion evaluate {run_dir} --data FILE.npz"
+        )
+    try:
+        splits = load_data(config)
+    except DataError as error:
+        if config.dataset is None or data_root is not None:
+            raise
+        raise DataError(
+            f"{' '.join(str(error).split()).rstrip('.')} (run {run_dir}; if its prepared data "
+            f"moved, give robustfusion evaluate {run_dir} --data-root DIR)"
+        ) from None
     model = build_model(config, splits.info)
     model.load_state_dict(load_weights(run_dir / MODEL_FILE, model))
     return model.eval(), splits, config
@@ -584,7 +622,8 @@ def load_run(run_dir: Path) -> tuple[MultimodalModel, DataSplits, TrainConfig]:
 def load_weights(path: Path, model: torch.nn.Module) -> dict[str, torch.Tensor]:
     """Read a state dict saved by :func:`train` (``weights_only=True``) and check it fits ``model``."""
     retrain = (
-        f"retrain with robustfusion train --config {path.parent / CONFIG_FILE} --out {path.parent}"
+        f"retrain with robustfusion train --config {path.parent / CONFIG_FILE} --out "
+        f"{path.parent} --overwrite (the damaged run stays until the new one completes)"
     )
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist: {retrain}")
