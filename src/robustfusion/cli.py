@@ -139,6 +139,8 @@ def file_system_message(error: OSError) -> str:
             where = f"in {path.parent}"
     reason = error.strerror or str(error)
     fix = _FILE_SYSTEM_FIXES.get(error.errno or 0, "check the path and the disk, then retry")
+    if error.errno == errno.EEXIST and target is not None and Path(os.fsdecode(target)).is_file():
+        fix = "it is a file, not a folder: give a path whose parents are folders"
     return _one_line(
         f"cannot write {where} ({reason}): {fix}; nothing that was already there was changed"
     )
