@@ -38,8 +38,11 @@ setup: $(DEV_STAMP) system-deps
 
 # espeak-ng synthesises the spoken digits of the avdigits dataset. Installed when we are root with
 # apt-get; otherwise the tests that need it are skipped and say why.
+# Two `make test` at once (CI beside another run) wait for each other here, so that neither tests
+# against an espeak-ng the other is still unpacking.
 system-deps:
-	@if command -v espeak-ng >/dev/null 2>&1; then :; \
+	@if command -v flock >/dev/null 2>&1; then exec 9>"$${TMPDIR:-/tmp}/.robustfusion-system-deps.lock"; flock 9; fi; \
+	if command -v espeak-ng >/dev/null 2>&1 && espeak-ng --version >/dev/null 2>&1; then :; \
 	elif [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then \
 		echo "installing espeak-ng (for the avdigits dataset)"; \
 		(apt-get install -y -q espeak-ng >/dev/null 2>&1 || \

@@ -128,3 +128,46 @@ def test_other_version_must_be_rebuilt(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="force=true") as info:
         load_dataset("avdigits", root=tmp_path)
     assert str(info.value).startswith(f"{tmp_path / 'avdigits.npz'} was built by avdigits version")
+
+
+def _fake_synthesis(jitter: bool) -> object:
+    """A stand-in for espeak-ng: a tone per utterance, with a random sample when ``jitter``."""
+    calls: list[int] = []
+
+    def synthesize(u: espeak.Utterance) -> tuple[np.ndarray, int]:
+        calls.append(1)
+        t = np.arange(4000) / 22050.0
+        wave = 0.5 * np.sin(2 * np.pi * (100 + u.pitch) * t).astype(np.float32)
+        if jitter:  # a different sample every call
+            wave[100] += 1e-3 * len(calls)
+        return wave, 22050
+
+    return synthesize
+
+
+def test_a_nondeterministic_synthesiser_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+    utterances = [espeak.Utterance(w, "en+m1", 40 + i, 150) for i, w in enumerate(["one"] * 60)]
+    monkeypatch.setattr(avdigits, "synthesize", _fake_synthesis(jitter=False))
+    clips = avdigits._synthesize_all(utterances, workers=1, progress=False)
+    assert len(clips) == 60
+    monkeypatch.setattr(avdigits, "synthesize", _fake_synthesis(jitter=True))
+    with pytest.raises(DataError, match="not deterministic on this machine"):
+        avdigits._synthesize_all(utterances, workers=1, progress=False)
+
+
+def test_a_rebuild_must_reproduce_the_cache_it_replaces(tmp_path: Path) -> None:
+    clips = [np.full(10, i, dtype=np.float32) for i in range(4)]
+    arrays = {
+        "utterance_sha256": avdigits.utterance_checksums(clips),
+        "espeak_version": np.array("eSpeak NG 1.51"),
+    }
+    np.savez(tmp_path / "old.npz", **arrays)
+    avdigits.check_rebuild(tmp_path / "old.npz", arrays)  # the same audio: accepted
+    clips[2] = clips[2] + 1e-6
+    changed = {**arrays, "utterance_sha256": avdigits.utterance_checksums(clips)}
+    with pytest.raises(
+        DataError, match=r"differs from the cached build for 1 of 4 utterances \(first: number 2\)"
+    ):
+        avdigits.check_rebuild(tmp_path / "old.npz", changed)
+    other = {**changed, "espeak_version": np.array("eSpeak NG 1.52")}
+    avdigits.check_rebuild(tmp_path / "old.npz", other)  # another espeak-ng: not comparable

@@ -16,6 +16,14 @@ Shipped as ``data/assets/mfeat.npz`` (see ``assets/PROVENANCE.md``).
   (train + val, what TMC trains on) and on the test split, as its ``Multi_view_data`` does for
   each of its two arrays [code]; constant features map to 0. ``scaling="minmax_train"``: the
   training split's min and max applied to every split (test values may leave [0, 1]) [ours].
+* ``split="rcml"``: the RCML / ECML code's split (github.com/jiajunsi/RCML, ``main.py``): a
+  random 80/20 permutation of the 2000 rows (1600 train / 400 test), drawn from ``seed``
+  (``numpy.random.default_rng(seed).permutation``; the authors' ``np.random.shuffle`` is
+  unseeded) [ours]; validation as for ``split="tmc"`` (``val_fraction``, default 0.1 of the
+  training rows; 0: none, as the authors). ``scaling="minmax_all"``: the same code's
+  preprocessing, each view MinMax-scaled per feature to [0, 1] fitted on *all* 2000 rows before
+  the split (``data.MultiViewDataset.normalize``). That is transductive: the test rows' minima
+  and maxima shape the training inputs. Use it to compare with the authors' figures only.
 """
 
 from __future__ import annotations
@@ -42,8 +50,8 @@ VIEW_DESCRIPTIONS = {
     "zer": "47 Zernike moments",
     "mor": "6 morphological features",
 }
-SPLITS = ("stratified", "tmc")
-SCALINGS = ("standard", "minmax", "minmax_train")
+SPLITS = ("stratified", "tmc", "rcml")
+SCALINGS = ("standard", "minmax", "minmax_train", "minmax_all")
 
 
 def asset_path() -> Path:
@@ -73,11 +81,13 @@ def load(
 
     Args:
         views: a subset of :data:`VIEWS` (a sequence or a comma-separated string); default all six.
-        scaling: ``standard``, ``minmax`` (TMC's code) or ``minmax_train`` (see the module doc).
-        split: ``stratified`` (60/20/20 per ``seed``) or ``tmc`` (TMC's 1600/400).
-        val_fraction: with ``split="tmc"``, the share of TMC's training rows held out for
-            validation (default 0.1; 0: none, validation reuses the training rows); not used by
-            the stratified split.
+        scaling: ``standard``, ``minmax`` (TMC's code), ``minmax_train`` or ``minmax_all``
+            (RCML's code, transductive; see the module doc).
+        split: ``stratified`` (60/20/20 per ``seed``), ``tmc`` (TMC's 1600/400) or ``rcml``
+            (RCML's random 80/20 per ``seed``).
+        val_fraction: with ``split="tmc"`` or ``"rcml"``, the share of the training rows held
+            out for validation (default 0.1; 0: none, validation reuses the training rows); not
+            used by the stratified split.
     """
     chosen = _views(views)
     if scaling not in SCALINGS:
@@ -88,7 +98,8 @@ def load(
         raise ConfigError(f"mfeat: unknown split {split!r}; choose one of {', '.join(SPLITS)}")
     if split == "stratified" and val_fraction is not None:
         raise ConfigError(
-            "mfeat: val_fraction applies to split=tmc only (the stratified split is 60/20/20)"
+            "mfeat: val_fraction applies to split=tmc only (or split=rcml); the stratified split "
+            "is 60/20/20"
         )
     path = asset_path()
     if not path.is_file():
@@ -98,24 +109,29 @@ def load(
     with np.load(path, allow_pickle=False) as archive:
         arrays = {v: archive[v] for v in chosen}
         labels = archive["y"].astype(np.int64)
-    if split == "tmc":
+    if split in ("tmc", "rcml"):
         fraction = 0.1 if val_fraction is None else float(val_fraction)
-        test = tmc_test_rows()
+        if split == "tmc":
+            test, name = tmc_test_rows(), "TMC's 1600/400"
+        else:
+            order = np.random.default_rng(seed).permutation(labels.size)
+            test = np.sort(order[int(0.8 * labels.size) :])
+            name = f"RCML's random 80/20, seed {seed}"
         pool = np.setdiff1d(np.arange(labels.size), test)
         if fraction == 0.0:
-            # TMC's own protocol: no hold-out; "validation" reuses the training rows
+            # the authors' own protocol: no hold-out; "validation" reuses the training rows
             indices = {"train": pool, "val": pool, "test": test}
-            described = "TMC's 1600/400; no hold-out: val = the 1600 training rows"
+            described = f"{name}; no hold-out: val = the {pool.size} training rows"
         else:
             keep, held = stratified_holdout(labels[pool].tolist(), fraction, seed)
             indices = {"train": pool[keep], "val": pool[held], "test": test}
-            described = f"TMC's 1600/400; val = stratified {fraction:.0%} of its train, seed {seed}"
+            described = f"{name}; val = stratified {fraction:.0%} of its train, seed {seed}"
     else:
         indices = stratified_split(labels, seed)
         described = f"stratified 60/20/20 seed {seed}"
     standardize: tuple[str, ...] | None = None
     if scaling != "standard":
-        arrays = {v: _minmax(x, indices, per_split=scaling == "minmax") for v, x in arrays.items()}
+        arrays = {v: _minmax(x, indices, scaling) for v, x in arrays.items()}
         standardize = ()
     info = DatasetInfo(
         name="mfeat",
@@ -132,14 +148,16 @@ def load(
     return splits_from_arrays(arrays, labels, indices, info, standardize=standardize)
 
 
-def _minmax(x: np.ndarray, indices: dict[str, np.ndarray], per_split: bool) -> np.ndarray:
+def _minmax(x: np.ndarray, indices: dict[str, np.ndarray], scaling: str) -> np.ndarray:
     """Per-feature MinMax to [0, 1] (sklearn's ``MinMaxScaler``; a constant feature maps to 0).
 
-    ``per_split``: the training pool (train + val) and the test split are each fitted on
-    themselves (TMC's code); otherwise the training split's statistics scale every split.
+    ``minmax``: the training pool (train + val) and the test split are each fitted on
+    themselves (TMC's code); ``minmax_train``: the training split's statistics scale every split;
+    ``minmax_all``: every row of the dataset is fitted at once (RCML's code; transductive).
     """
     x = np.asarray(x, dtype=np.float64)
     out = np.empty_like(x)
+    per_split = scaling == "minmax"
     groups = (
         [np.concatenate([indices["train"], indices["val"]]), indices["test"]]
         if per_split
@@ -147,6 +165,8 @@ def _minmax(x: np.ndarray, indices: dict[str, np.ndarray], per_split: bool) -> n
     )
     for rows in groups:
         fit = rows if per_split else indices["train"]
+        if scaling == "minmax_all":
+            fit = np.arange(x.shape[0])
         lo, hi = x[fit].min(axis=0), x[fit].max(axis=0)
         span = np.where(hi - lo > 0, hi - lo, 1.0)
         out[rows] = (x[rows] - lo) / span

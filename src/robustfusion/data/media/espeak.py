@@ -5,12 +5,12 @@ Used to build the ``avdigits`` dataset; the audio is synthesised speech, not rec
 
 from __future__ import annotations
 
+import io
+import os
 import shutil
 import subprocess
-import tempfile
 import wave
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -40,10 +40,26 @@ def espeak_binary() -> str:
     return path
 
 
+def espeak_version() -> str:
+    """The first line of ``espeak-ng --version`` (stored with what it synthesised)."""
+    out = subprocess.run(
+        [espeak_binary(), "--version"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=synthesis_environment(),
+    ).stdout
+    return " ".join(out.split("Data at:")[0].split())
+
+
 def _list(kind: str) -> list[str]:
     """File names (column 5) of ``espeak-ng --voices=<kind>``, without the ``!v/`` prefix."""
     out = subprocess.run(
-        [espeak_binary(), f"--voices={kind}"], capture_output=True, text=True, check=True
+        [espeak_binary(), f"--voices={kind}"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=synthesis_environment(),
     ).stdout
     names = []
     for line in out.splitlines()[1:]:
@@ -61,39 +77,52 @@ def available_variants() -> set[str]:
 def available_languages() -> set[str]:
     """Language codes (column 2) of the English voices of this installation."""
     out = subprocess.run(
-        [espeak_binary(), "--voices=en"], capture_output=True, text=True, check=True
+        [espeak_binary(), "--voices=en"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=synthesis_environment(),
     ).stdout
     return {line.split()[1] for line in out.splitlines()[1:] if len(line.split()) >= 5}
 
 
-def synthesize(utterance: Utterance, folder: Path) -> tuple[np.ndarray, int]:
-    """Mono float32 waveform in [-1, 1] and its sample rate (espeak-ng writes 22.05 kHz)."""
-    with tempfile.NamedTemporaryFile(suffix=".wav", dir=folder, delete=False) as handle:
-        path = Path(handle.name)
+def synthesis_environment() -> dict[str, str]:
+    """The environment every espeak-ng call runs in: the caller's ``PATH`` and a fixed locale,
+    nothing else (no ``ESPEAK_DATA_PATH``, no ``HOME`` with a private ``espeak-ng-data``), so
+    that two calls, or two machines with the same package, read the same voice data."""
+    return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C.UTF-8"}
+
+
+def synthesize(utterance: Utterance) -> tuple[np.ndarray, int]:
+    """Mono float32 waveform in [-1, 1] and its sample rate (espeak-ng writes 22.05 kHz).
+
+    The WAV is read from espeak-ng's standard output (``--stdout``): no temporary file, so no
+    file can be shared or left between calls.
+    """
+    command = [
+        espeak_binary(),
+        "-v",
+        utterance.voice,
+        "-p",
+        str(utterance.pitch),
+        "-s",
+        str(utterance.speed),
+        "--stdout",
+        utterance.text,
+    ]
+    result = subprocess.run(command, capture_output=True, env=synthesis_environment())
+    if result.returncode != 0:
+        message = result.stderr.decode("utf-8", "replace").strip()[:200]
+        raise DataError(f"espeak-ng failed for voice {utterance.voice!r}: {message}")
     try:
-        command = [
-            espeak_binary(),
-            "-v",
-            utterance.voice,
-            "-p",
-            str(utterance.pitch),
-            "-s",
-            str(utterance.speed),
-            "-w",
-            str(path),
-            utterance.text,
-        ]
-        result = subprocess.run(command, capture_output=True, text=True)
-        if result.returncode != 0:
-            raise DataError(
-                f"espeak-ng failed for voice {utterance.voice!r}: {result.stderr.strip()[:200]}"
-            )
-        with wave.open(str(path), "rb") as wav:
+        with wave.open(io.BytesIO(result.stdout), "rb") as wav:
             rate, width = wav.getframerate(), wav.getsampwidth()
             channels = wav.getnchannels()
             raw = wav.readframes(wav.getnframes())
-    finally:
-        path.unlink(missing_ok=True)
+    except (wave.Error, EOFError) as error:
+        raise DataError(
+            f"espeak-ng wrote no readable WAV for voice {utterance.voice!r} ({error})"
+        ) from None
     if width != 2:
         raise DataError(f"espeak-ng wrote {8 * width}-bit audio; expected 16-bit PCM")
     samples = np.frombuffer(raw, "<i2").astype(np.float32) / 32768.0

@@ -25,9 +25,9 @@ The loader is :mod:`robustfusion.data.datasets.avdigits`.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -55,6 +55,7 @@ from robustfusion.data.media.espeak import (
     available_languages,
     available_variants,
     espeak_binary,
+    espeak_version,
     synthesize,
 )
 from robustfusion.data.media.mel import log_mel
@@ -172,6 +173,8 @@ def prepare(
     if not force and path.is_file() and _stored_config(path) == asdict(config):
         return path.parent
     arrays = build(config, workers=workers, progress=verbose)
+    if path.is_file() and _stored_config(path) == asdict(config):
+        check_rebuild(path, arrays)  # a forced rebuild must reproduce what it replaces
     save_npz(path, arrays)
     return path.parent
 
@@ -215,6 +218,7 @@ def build(config: BuildConfig, workers: int | None = None, progress: bool = True
     accents = [a for a in ACCENTS if a in available_languages()] or ["en"]
     requests = _utterance_requests(config, pools, accents)
     clips = _synthesize_all([u for _, _, u in requests], workers, progress)
+    checksums = utterance_checksums(clips)
     by_key: dict[tuple[str, int], list[int]] = {}
     for k, (split, digit, _) in enumerate(requests):
         by_key.setdefault((split, digit), []).append(k)
@@ -244,6 +248,8 @@ def build(config: BuildConfig, workers: int | None = None, progress: bool = True
         "speed": np.array([requests[k][2].speed for k in chosen], dtype=np.int16),
         "snr_db": snr,
         "source_index": keep.astype(np.int64),
+        "utterance_sha256": checksums,
+        "espeak_version": np.array(espeak_version()),
         "version": np.array(VERSION),
         "config": np.array(json.dumps(asdict(config), sort_keys=True)),
     }
@@ -280,27 +286,76 @@ def _utterance_requests(
     return requests
 
 
+#: Every this-many-th utterance is synthesised twice and the two waveforms compared: the build
+#: checks that espeak-ng is deterministic here rather than trusting it.
+PROBE_EVERY = 25
+
+
 def _synthesize_all(
     utterances: list[Utterance], workers: int | None, progress: bool
 ) -> list[np.ndarray]:
-    """16 kHz, silence-trimmed waveforms, synthesised on a thread pool (espeak-ng processes)."""
+    """16 kHz, silence-trimmed waveforms, synthesised on a thread pool (espeak-ng processes).
+
+    Every :data:`PROBE_EVERY`-th utterance is synthesised a second time, concurrently with the
+    others; a difference raises a :class:`DataError` (the cache would not be reproducible)."""
     from tqdm import tqdm
 
-    with tempfile.TemporaryDirectory(prefix="avdigits-") as folder:
+    def one(u: Utterance) -> np.ndarray:
+        samples, rate = synthesize(u)
+        return _trim(
+            resample_poly(samples.astype(np.float64), SAMPLE_RATE, rate).astype(np.float32)
+        )
 
-        def one(u: Utterance) -> np.ndarray:
-            samples, rate = synthesize(u, Path(folder))
-            return _trim(
-                resample_poly(samples.astype(np.float64), SAMPLE_RATE, rate).astype(np.float32)
+    probes = list(range(0, len(utterances), PROBE_EVERY))
+    n_workers = workers or min(8, (os.cpu_count() or 1) * 2)
+    with ThreadPoolExecutor(max_workers=n_workers) as pool:
+        results = pool.map(one, [*utterances, *(utterances[i] for i in probes)])
+        bar = tqdm(
+            results,
+            total=len(utterances) + len(probes),
+            desc="avdigits: espeak-ng",
+            disable=not progress,
+        )
+        clips = list(bar)
+    for k, i in enumerate(probes):
+        again = clips[len(utterances) + k]
+        if not np.array_equal(clips[i], again):
+            u = utterances[i]
+            raise DataError(
+                f"espeak-ng gave two different waveforms for {u.text!r} (voice {u.voice}, pitch "
+                f"{u.pitch}, speed {u.speed}): its output is not deterministic on this machine, so "
+                "the dataset would not be reproducible; check `espeak-ng --version` and that no "
+                "other program changes its data files, then retry"
             )
+    return clips[: len(utterances)]
 
-        n_workers = workers or min(8, (os.cpu_count() or 1) * 2)
-        with ThreadPoolExecutor(max_workers=n_workers) as pool:
-            results = pool.map(one, utterances)
-            bar = tqdm(
-                results, total=len(utterances), desc="avdigits: espeak-ng", disable=not progress
-            )
-            return list(bar)
+
+def utterance_checksums(clips: list[np.ndarray]) -> np.ndarray:
+    """SHA-256 of every synthesised waveform (hex), stored in the cache so that a rebuild can be
+    compared with the build it replaces."""
+    return np.array([hashlib.sha256(np.ascontiguousarray(c).tobytes()).hexdigest() for c in clips])
+
+
+def check_rebuild(old: Path, arrays: dict[str, Any]) -> None:
+    """Raise a :class:`DataError` when a rebuild with the same options synthesised other audio
+    than the cache it replaces (whose checksums were stored by this version of the build)."""
+    try:
+        with np.load(old, allow_pickle=False) as archive:
+            if "utterance_sha256" not in archive or "espeak_version" not in archive:
+                return
+            stored = archive["utterance_sha256"]
+            version = str(archive["espeak_version"])
+    except (OSError, ValueError):
+        return
+    if version != str(arrays["espeak_version"]) or stored.shape != arrays["utterance_sha256"].shape:
+        return
+    differ = np.flatnonzero(stored != arrays["utterance_sha256"])
+    if differ.size:
+        raise DataError(
+            f"the rebuilt avdigits audio differs from the cached build for {differ.size} of "
+            f"{stored.size} utterances (first: number {int(differ[0])}) with the same options and "
+            f"{version}: espeak-ng is not deterministic here; the cache {old} was kept"
+        )
 
 
 def _trim(samples: np.ndarray, threshold: float = 1e-3) -> np.ndarray:
