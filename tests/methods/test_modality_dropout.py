@@ -65,15 +65,57 @@ def test_evaluation_is_untouched_and_absent_stays_absent() -> None:
     assert bool(out.present_matrix().any(1).all())
 
 
-def test_composes_with_another_method() -> None:
+def test_around_udml_it_keeps_udmls_selection_rule_and_every_other_hook() -> None:
+    """``modality_dropout+udml`` selects models as UDML does (never in its warm-up phases), and
+    its schedule, recipe, noise injection, losses and weight swaps are UDML's."""
+    from robustfusion.methods.udml import UDML
+    from robustfusion.training.config import TrainConfig
+
+    spec = MethodSpec(
+        modalities=("a", "b"),
+        feature_dims={"a": 4, "b": 4},
+        num_classes=2,
+        input_shapes={"a": (4,), "b": (4,)},
+    )
     torch.manual_seed(0)
-    method = build_method("modality_dropout+tmc", SPEC)
-    features = {m: torch.randn(3, 2) for m in SPEC.modalities}
-    present = {m: torch.ones(3, dtype=torch.bool) for m in SPEC.modalities}
-    out = method(features, present)
-    assert "alpha" in out.extras
-    method.on_epoch_start(9, 10)
-    assert float(method.inner.kl_weight) > 0.19
+    alone = build_method("udml", spec)
+    torch.manual_seed(0)
+    wrapped = build_method("modality_dropout+udml", spec, {"modality_dropout": {"p": 0.0}})
+    assert isinstance(wrapped.inner, UDML)
+    assert wrapped.wants_spatial_features and wrapped.has_dynamic_weights
+    for hook in ("selectable_epoch", "lr_scale"):
+        assert [getattr(wrapped, hook)(e, 10) for e in range(10)] == [
+            getattr(alone, hook)(e, 10) for e in range(10)
+        ]
+    assert not wrapped.selectable_epoch(5, 10) and wrapped.selectable_epoch(6, 10)
+    recipe = TrainConfig(
+        method="modality_dropout+udml", method_options={"udml": {"preset": "paper"}}
+    ).recipe()
+    assert recipe["optimizer"] == "sgd" and recipe["gradient_clip_val"] == 40.0
+    batch = Batch(
+        inputs={m: torch.randn(6, 4) for m in spec.modalities},
+        present={m: torch.ones(6, dtype=torch.bool) for m in spec.modalities},
+        target=torch.arange(6) % 2,
+        index=torch.arange(6),
+    )
+    for method in (alone, wrapped):
+        method.on_epoch_start(8, 10)
+    noisy = wrapped.prepare_batch(batch, training=True)  # p = 0: only UDML's noise injection
+    expected = alone.prepare_batch(batch, training=True)
+    for m in spec.modalities:
+        torch.testing.assert_close(noisy.inputs[m], expected.inputs[m])
+        torch.testing.assert_close(noisy.noise_level[m], expected.noise_level[m])
+    out = wrapped(dict(noisy.inputs), noisy.present)
+    assert set(wrapped.losses(out, noisy)) == set(
+        alone.losses(alone(dict(noisy.inputs), noisy.present), noisy)
+    )
+    assert set(wrapped.logged_values()) == set(alone.logged_values())
+    wrapped.eval()
+    wrapped.set_weight_mode("uniform")
+    assert wrapped.inner.effective_weight_mode() == "uniform"
+    torch.testing.assert_close(
+        wrapped(dict(batch.inputs), batch.present).weights, torch.full((6, 2), 0.5)
+    )
 
 
 def test_the_run_seed_keys_the_draws_unless_the_option_overrides_it() -> None:

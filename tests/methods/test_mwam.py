@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -16,7 +15,7 @@ from robustfusion.methods.base import Method, MethodSpec, build_method
 from robustfusion.methods.mwam import MWAM, PRESETS, modulation_weight
 from robustfusion.methods.static import StaticFusion
 from robustfusion.modules.frequency import frm
-from robustfusion.types import Batch, FusionOutput
+from robustfusion.types import Batch
 
 SPEC = MethodSpec(
     modalities=("image", "audio"),
@@ -206,49 +205,6 @@ def test_bank_is_saved_in_the_checkpoint() -> None:
     assert restored.frm_bank.dtype == torch.float64
 
 
-class _Recorder(Method):
-    """A wrapped method that records which hooks were delegated to it."""
-
-    def __init__(self, spec: MethodSpec) -> None:
-        super().__init__(spec)
-        self.static = StaticFusion(spec)
-        self.calls: list[str] = []
-
-    def forward(
-        self, features: Mapping[str, Tensor], present: Mapping[str, Tensor]
-    ) -> FusionOutput:
-        out = self.static(features, present)
-        out.extras["inner"] = out.logits.detach()
-        return out
-
-    def prepare_batch(self, batch: Batch, training: bool) -> Batch:
-        self.calls.append("prepare")
-        return batch
-
-    def after_backward(self, encoders: nn.ModuleDict) -> None:
-        self.calls.append("after_backward")
-
-    def on_epoch_start(self, epoch: int, max_epochs: int) -> None:
-        self.calls.append(f"epoch{epoch}")
-
-    def lr_scale(self, epoch: int, max_epochs: int) -> float:
-        return 0.1
-
-    def logged_values(self) -> dict[str, float]:
-        return {"inner_value": 3.0}
-
-
-def test_hooks_are_delegated_to_the_inner_method() -> None:
-    inner = _Recorder(SPEC)
-    method = MWAM(SPEC, inner=inner)
-    method.on_epoch_start(2, 10)
-    terms = _step(method, _encoders(), _batch(8))
-    assert inner.calls == ["epoch2", "prepare", "after_backward"]
-    assert method.lr_scale(0, 10) == 0.1
-    assert set(terms) == {"ce", "mwam_aux"}
-    assert method.logged_values()["inner_value"] == 3.0
-
-
 def test_composition_by_name() -> None:
     assert isinstance(build_method("mwam", SPEC).inner, StaticFusion)
     composed = build_method(
@@ -427,23 +383,6 @@ def test_logged_shapes_say_what_frm_was_computed_on() -> None:
     )
     method.update_weights(batch)
     assert method.frm_shapes == {"u": (0, 24), "v": (0, 6)}
-
-
-def test_weight_swaps_and_epoch_selection_reach_the_inner_method() -> None:
-    vectors = MethodSpec(modalities=("a", "b"), feature_dims={"a": 4, "b": 4}, num_classes=2)
-    wrapped = build_method("mwam+pe", vectors)
-    assert wrapped.has_dynamic_weights and not build_method("mwam", vectors).has_dynamic_weights
-    features = {"a": torch.randn(5, 4), "b": torch.randn(5, 4) * 4}
-    present = {m: torch.ones(5, dtype=torch.bool) for m in features}
-    wrapped.eval()
-    learned = wrapped(features, present).weights.detach()
-    wrapped.set_weight_mode("uniform")
-    torch.testing.assert_close(wrapped(features, present).weights, torch.full((5, 2), 0.5))
-    assert not torch.allclose(learned, torch.full((5, 2), 0.5))
-    inner = _Recorder(SPEC)
-    inner.selectable_epoch = lambda epoch, max_epochs: epoch > 4  # type: ignore[method-assign]
-    method = MWAM(SPEC, inner=inner)
-    assert not method.selectable_epoch(2, 10) and method.selectable_epoch(5, 10)
 
 
 def test_auxiliary_heads_of_an_older_checkpoint_load() -> None:

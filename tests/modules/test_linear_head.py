@@ -34,3 +34,5 @@ def test_fused_and_solo_logits_are_one_linear_layer_with_zeroed_blocks(
     assert torch.allclose(doubled[0] - bias, 2 * (solo[0] - bias), atol=1e-5)
     # Absent modalities enter as zeros: their solo logits are the bias.
     assert torch.allclose(solo[1, :2], bias.expand(2, 5), atol=1e-6)
+    # The contributions W_j s_j z_j are the solo logits without the bias (OGM-GE's slices).
+    assert torch.allclose(head.contributions(features, present, weights) + bias, solo, atol=1e-6)

@@ -6,7 +6,8 @@ one file that decorates its class with ``@METHODS.register(name, description)``.
 
 from robustfusion._discovery import import_submodules
 from robustfusion.methods.base import Method, MethodSpec, build_method
+from robustfusion.methods.wrapper import WrapperMethod
 
 import_submodules(__name__)
 
-__all__ = ["Method", "MethodSpec", "build_method"]
+__all__ = ["Method", "MethodSpec", "WrapperMethod", "build_method"]

@@ -63,7 +63,8 @@ class Method(nn.Module):
 
     and ``method.on_epoch_start(epoch, max_epochs)`` at the start of every epoch.
     Statistics that drive weights (FRM bank, dependency, history) live in registered buffers so
-    that they are saved in checkpoints.
+    that they are saved in checkpoints. A method around another one (``outer+inner``) derives from
+    :class:`~robustfusion.methods.wrapper.WrapperMethod`, which forwards every hook to ``inner``.
     """
 
     #: Methods that need spatial feature maps ``[B, C, h, w]`` instead of vectors set this.
@@ -87,8 +88,9 @@ class Method(nn.Module):
         """Choose the weights the next forward passes fuse with (see :data:`WEIGHT_MODES`).
 
         ``corrupted`` (``BoolTensor[B, M]``, modality order of :attr:`modalities`) is required
-        for ``oracle`` and must match the batch of the next forward. A wrapper method passes the
-        mode on to its ``inner`` method. Evaluation resets the mode to ``learned`` afterwards.
+        for ``oracle`` and must match the batch of the next forward. A wrapper method
+        (:class:`~robustfusion.methods.wrapper.WrapperMethod`) passes the mode on to its ``inner``
+        method. Evaluation resets the mode to ``learned`` afterwards.
         """
         if mode not in WEIGHT_MODES:
             from robustfusion.errors import ConfigError
@@ -96,9 +98,6 @@ class Method(nn.Module):
             raise ConfigError(f"unknown weights {mode!r}: choose one of {', '.join(WEIGHT_MODES)}")
         self._weight_mode = mode
         self._corrupted = corrupted if mode == "oracle" else None
-        inner = getattr(self, "inner", None)
-        if isinstance(inner, Method):
-            inner.set_weight_mode(mode, corrupted)
 
     def effective_weight_mode(self) -> str:
         """``learned``, ``uniform`` or ``oracle``: the evaluation swap if one is set, else the
@@ -140,9 +139,6 @@ class Method(nn.Module):
         """Features of every modality: ``{m: encoders[m](inputs[m])}``. A method that runs part of
         the encoders itself (DMS's MC dropout over them) overrides this; a wrapper asks its inner
         method. :class:`~robustfusion.model.MultimodalModel` encodes through this hook."""
-        inner = getattr(self, "inner", None)
-        if isinstance(inner, Method):
-            return inner.encode(encoders, inputs)
         return {m: encoders[m](inputs[m]) for m in self.modalities}
 
     def losses(self, output: FusionOutput, batch: Batch) -> dict[str, Tensor]:

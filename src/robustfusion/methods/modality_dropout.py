@@ -4,24 +4,26 @@ In :meth:`prepare_batch` (training only) each present modality of each sample is
 with probability ``p`` through the presence mask, and its input zeroed (the batch contract for
 absent inputs). The draw comes from the :mod:`robustfusion.rng` stream ``(seed,
 "modality-dropout", "train", epoch, modality)`` at the sample index, on the batch's device, so it
-is reproducible, independent of the batching and changes every epoch. A sample never loses all its modalities: if every present
-one is drawn, the one with the largest draw is kept. The model is static fusion; given
-``inner=`` (``build_method("modality_dropout+tmc")``) it wraps that method instead.
+is reproducible, independent of the batching and changes every epoch. A sample never loses all
+its modalities: if every present one is drawn, the one with the largest draw is kept. The model is
+static fusion; given ``inner=`` (``build_method("modality_dropout+tmc")``) it wraps that method
+instead, and every other hook (losses, gradient modulation, schedules, model selection, weight
+swaps) is the inner method's (:class:`~robustfusion.methods.wrapper.WrapperMethod`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from typing import ClassVar
 
 import torch
-from torch import Tensor, nn
 
+from robustfusion.accepts import Accepts, integer, number
 from robustfusion.errors import ConfigError
 from robustfusion.methods.base import Method, MethodSpec
-from robustfusion.methods.static import StaticFusion
+from robustfusion.methods.wrapper import WrapperMethod
 from robustfusion.registry import METHODS
 from robustfusion.rng import stream
-from robustfusion.types import Batch, FusionOutput
+from robustfusion.types import Batch
 
 
 def drop_modalities(
@@ -60,45 +62,32 @@ def drop_modalities(
     "modality_dropout",
     "static fusion trained with whole modalities dropped at random (option p=0.3)",
 )
-class ModalityDropout(Method):
-    """Options: ``p`` (0.3), ``seed`` (default: the run's ``--seed``). Composable as the outer method: ``modality_dropout+X``."""
+class ModalityDropout(WrapperMethod):
+    """Options: ``p`` (0.3), ``seed`` (default: the run's ``--seed``). Composable as the outer
+    method: ``modality_dropout+X``; every other hook is ``X``'s (:class:`WrapperMethod`)."""
 
-    composable = True
+    #: What each numeric option accepts (checked before anything is built or written).
+    option_limits: ClassVar[dict[str, Accepts]] = {
+        "p": number(0.0, 1.0, open_maximum=True),
+        "seed": integer(0, 2**32 - 1),
+    }
 
     def __init__(
         self, spec: MethodSpec, p: float = 0.3, seed: int | None = None, inner: Method | None = None
     ) -> None:
-        super().__init__(spec)
         if not 0.0 <= p < 1.0:
             raise ConfigError(f"modality_dropout: p must be in [0, 1), got {p}")
+        super().__init__(spec, inner)
         self.p = float(p)
         self.seed = int(spec.seed if seed is None else seed)
-        self.inner: Method = inner if inner is not None else StaticFusion(spec)
-        self.wants_spatial_features = self.inner.wants_spatial_features
         self.epoch = 0
 
     def prepare_batch(self, batch: Batch, training: bool) -> Batch:
+        """Training: drop modalities, then the inner method prepares the batch."""
         if training and self.p > 0:
             batch = drop_modalities(batch, self.p, self.seed, self.epoch, self.modalities)
-        return self.inner.prepare_batch(batch, training)
-
-    def forward(
-        self, features: Mapping[str, Tensor], present: Mapping[str, Tensor]
-    ) -> FusionOutput:
-        return self.inner(features, present)
-
-    def losses(self, output: FusionOutput, batch: Batch) -> dict[str, Tensor]:
-        return self.inner.losses(output, batch)
-
-    def after_backward(self, encoders: nn.ModuleDict) -> None:
-        self.inner.after_backward(encoders)
+        return super().prepare_batch(batch, training)
 
     def on_epoch_start(self, epoch: int, max_epochs: int) -> None:
         self.epoch = int(epoch)
-        self.inner.on_epoch_start(epoch, max_epochs)
-
-    def lr_scale(self, epoch: int, max_epochs: int) -> float:
-        return self.inner.lr_scale(epoch, max_epochs)
-
-    def logged_values(self) -> dict[str, float]:
-        return self.inner.logged_values()
+        super().on_epoch_start(epoch, max_epochs)

@@ -48,8 +48,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from robustfusion.accepts import Accepts, integer, number
 from robustfusion.errors import ConfigError
 from robustfusion.methods.base import Method, MethodSpec
+from robustfusion.methods.wrapper import WrapperMethod
 from robustfusion.modules.distributed import all_reduce_mean
 from robustfusion.modules.frequency import FRM_EPS, frm_modalities
 from robustfusion.modules.heads import StackedUnimodalHeads
@@ -93,8 +95,9 @@ def modulation_weight(
     "FRM-guided modality re-weighting during training only (wraps static, or X as mwam+X); "
     "options mode=hybrid|loss|gradient, preset=paper|released|code|small_batch, frm_every=k",
 )
-class MWAM(Method):
-    """Frequency-ratio-guided modality balancing around an inner method.
+class MWAM(WrapperMethod):
+    """Frequency-ratio-guided modality balancing around an inner method (every hook it does not
+    change is the inner method's: :class:`~robustfusion.methods.wrapper.WrapperMethod`).
 
     Args:
         spec: the method spec (``input_shapes`` decide the FRM variant: 1-D for vectors).
@@ -117,7 +120,19 @@ class MWAM(Method):
             released code) [ours]; K is held in between.
     """
 
-    composable: ClassVar[bool] = True
+    #: What each numeric option accepts (checked before anything is built or written).
+    option_limits: ClassVar[dict[str, Accepts]] = {
+        "alpha": number(0.0, 100.0),
+        "beta": number(0.0, 100.0),
+        "lam": number(0.0, 1e3),
+        "gamma": number(0.0, 100.0),
+        "omega": number(0.0, 1.0, open_maximum=True),
+        "patch": integer(1, 4096),
+        "q": integer(1, 2048),
+        "eps": number(0.0, 1.0, open_minimum=True),
+        "frm_every": integer(1, 100_000),
+    }
+
     #: The trainer logs FRM, T and K every step: ``robustfusion frm`` analyses that series.
     log_every_n_steps: ClassVar[int] = 1
 
@@ -140,7 +155,6 @@ class MWAM(Method):
         eps: float = FRM_EPS,
         frm_every: int = 1,
     ) -> None:
-        super().__init__(spec)
         if preset not in PRESETS:
             raise ConfigError(
                 f"mwam: unknown preset {preset!r}; choose one of {', '.join(PRESETS)}"
@@ -166,14 +180,7 @@ class MWAM(Method):
             )
         if isinstance(frm_every, bool) or not isinstance(frm_every, int) or frm_every < 1:
             raise ConfigError(f"mwam: frm_every must be an integer >= 1, got {frm_every!r}")
-        if inner is None:
-            from robustfusion.methods.static import StaticFusion
-
-            inner = StaticFusion(spec)
-        self.inner = inner
-        # The encoders must produce what the inner method wants; weight swaps reach the inner.
-        self.wants_spatial_features = inner.wants_spatial_features  # type: ignore[misc]
-        self.has_dynamic_weights = inner.has_dynamic_weights  # type: ignore[misc]
+        super().__init__(spec, inner)
         self.mode = mode
         self.preset = preset
         values = dict(PRESETS[preset])
@@ -213,7 +220,7 @@ class MWAM(Method):
     def forward(
         self, features: Mapping[str, Tensor], present: Mapping[str, Tensor]
     ) -> FusionOutput:
-        output = self.inner(features, present)
+        output = super().forward(features, present)
         if not self.training:
             return output
         extras = dict(output.extras)
@@ -271,7 +278,7 @@ class MWAM(Method):
 
     # ----------------------------------------------------------------- training hooks
     def losses(self, output: FusionOutput, batch: Batch) -> dict[str, Tensor]:
-        terms = dict(self.inner.losses(output, batch))
+        terms = dict(super().losses(output, batch))
         if not self.training:
             return terms
         k = self.update_weights(batch, output)
@@ -319,7 +326,7 @@ class MWAM(Method):
                     found = [p.grad for p in params if p.grad is not None]
                     if found:
                         torch._foreach_mul_(found, self.k[i])
-        self.inner.after_backward(encoders)
+        super().after_backward(encoders)
 
     def _encoder_parameters(self, encoders: nn.ModuleDict) -> list[list[nn.Parameter]]:
         """Per modality, the parameters of its own encoder ([] when absent or shared); cached."""
@@ -336,22 +343,10 @@ class MWAM(Method):
         self._param_cache = (id(encoders), params)
         return params
 
-    def prepare_batch(self, batch: Batch, training: bool) -> Batch:
-        return self.inner.prepare_batch(batch, training)
-
-    def on_epoch_start(self, epoch: int, max_epochs: int) -> None:
-        self.inner.on_epoch_start(epoch, max_epochs)
-
-    def lr_scale(self, epoch: int, max_epochs: int) -> float:
-        return self.inner.lr_scale(epoch, max_epochs)
-
-    def selectable_epoch(self, epoch: int, max_epochs: int) -> bool:
-        return self.inner.selectable_epoch(epoch, max_epochs)
-
     def logged_values(self) -> dict[str, float]:
         """``mwam.frm.<m>``, ``mwam.T.<m>``, ``mwam.K.<m>`` per modality, the shape FRM was
         computed on (``mwam.h.<m>``, ``mwam.w.<m>``; ``h = 0`` for a vector), plus the inner's."""
-        values = dict(self.inner.logged_values())
+        values = dict(super().logged_values())
         if int(self.steps) == 0:
             return values
         frm_last, ratio, k = self.frm_last.tolist(), self.ratio.tolist(), self.k.tolist()

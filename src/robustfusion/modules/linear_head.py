@@ -1,9 +1,11 @@
-"""The authors' UDML classifier: one linear layer over the concatenated weighted features.
+"""The authors' UDML (and OGM-GE) classifier: one linear layer over the concatenated features.
 
 [code] ``models/fusion_modules.py`` ``ConcatFusion_AUXI``: ``out = W [x; y] + b`` and the
 unimodal outputs ``W [x; 0] + b``, ``W [0; y] + b`` of the same layer. With UDML's residual
 weights ``x = (1 + w_a) a`` the weight ``w`` scales one modality's share of the logits. Absent
 modalities enter as zeros (the authors' way of removing one); generalised to ``M`` modalities.
+OGM-GE's ``ConcatFusion`` is the same layer; its per-modality outputs slice ``W`` and add half
+the bias [code], from :meth:`ConcatLinearHead.contributions`.
 """
 
 from __future__ import annotations
@@ -65,8 +67,21 @@ class ConcatLinearHead(nn.Module):
         """``(fused [B, C], solo [M, B, C])``: ``solo[j] = W [0; ..; s_j z_j; ..; 0] + b``
         (the authors' unimodal outputs) and ``fused = sum_j W_j s_j z_j + b``, from the
         per-modality contributions ``W_j s_j z_j`` (one batched product when the sizes agree)."""
-        joined = self._inputs(features, present, weights)
-        weight, bias = self.linear.weight, self.linear.bias
+        contributions = self._contributions(self._inputs(features, present, weights))
+        return contributions.sum(dim=0) + self.linear.bias, contributions + self.linear.bias
+
+    def contributions(
+        self,
+        features: Mapping[str, Tensor],
+        present: Mapping[str, Tensor],
+        weights: Tensor | None = None,
+    ) -> Tensor:
+        """``[M, B, C]``: ``W_j s_j z_j``, modality ``j``'s share of the logits without the bias
+        (zero where ``j`` is absent); the fused logits are their sum plus the bias."""
+        return self._contributions(self._inputs(features, present, weights))
+
+    def _contributions(self, joined: Tensor) -> Tensor:
+        weight = self.linear.weight
         sizes = list(self.dims.values())
         if len(set(sizes)) == 1:
             count, size = len(sizes), sizes[0]
@@ -81,4 +96,4 @@ class ConcatLinearHead(nn.Module):
                     )
                 ]
             )
-        return contributions.sum(dim=0) + bias, contributions + bias
+        return contributions
