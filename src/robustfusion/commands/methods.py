@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import re
 import sys
 from typing import Any
 
@@ -34,7 +35,9 @@ def reference(factory: Any) -> str:
         return str(paper)
     module = sys.modules.get(getattr(factory, "__module__", ""), None)
     doc = inspect.getdoc(module) if module is not None else None
-    return doc.strip().splitlines()[0] if doc else ""
+    first = doc.strip().splitlines()[0] if doc else ""
+    # docstrings cite the project's method reference by its section: name the file a user has
+    return re.sub(r"(?<![\w/-])METHODS\.md", "docs/method-reference.md", first)
 
 
 def presets(factory: Any) -> dict[str, dict[str, Any]]:
