@@ -295,7 +295,8 @@ class Benchmark:
             raise RunFolderError(f"--out {self.out} is a file, not a folder: give a folder")
         if (self.out / META_FILE).exists() or (self.out / RESULTS_FILE).exists():
             return
-        held = sorted(p.name for p in self.out.iterdir() if p.name != RUNS_DIR)
+        own = {RUNS_DIR, "suite_part.json"}  # what a suite writes before its part's benchmark
+        held = sorted(p.name for p in self.out.iterdir() if p.name not in own)
         if "config.yaml" in held or "model.pt" in held:
             raise RunFolderError(
                 f"--out {self.out} holds a training run, not a benchmark: give a new folder"
