@@ -20,9 +20,14 @@ LEADERBOARD_METHODS: tuple[str, ...] = (
     "unimodal",
     "pe",
     "tmc",
+    "ecml",
     "qmf",
+    "pdf",
     "ogm_ge",
+    "ogm_ge:preset=generalised",
+    "mmpareto",
     "modality_dropout",
+    "shaspec",
     "mwam",
     "mwam:preset=released",
     "mwam+modality_dropout",
@@ -31,7 +36,7 @@ LEADERBOARD_METHODS: tuple[str, ...] = (
     "udml:preset=paper",
 )
 #: Methods run under TMC's own protocol, beside tmc (identity encoders: linear per-view heads).
-TMC_PROTOCOL_METHODS: tuple[str, ...] = ("tmc", "static", "pe", "qmf", "udml", "dms")
+TMC_PROTOCOL_METHODS: tuple[str, ...] = ("tmc", "static", "pe", "qmf", "pdf", "udml", "dms")
 #: The four corruptions, each aimed at all modalities, each one (p = 0.5) and every single one.
 FULL_GRID = Grid(
     severities=dict(DEFAULT_SEVERITIES),
