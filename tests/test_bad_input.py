@@ -17,7 +17,9 @@ from robustfusion.lock import FolderLock
 
 @pytest.fixture(scope="module")
 def place(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A folder with: ``tiny.npz``; ``run`` (a finished 2-epoch run); ``trunc`` (an unfinished
+    """A folder with: ``tiny.npz``; ``run`` (a finished 2-epoch run); ``moved`` (a finished run
+    whose ``gone.npz`` was moved to ``found.npz``); ``damaged`` (a finished run whose ``model.pt``
+    was cut short); ``trunc`` (an unfinished
     copy, killed before its test, whose ``last.ckpt`` was then cut in half); ``foreign`` (a user's files); ``empty`` (an empty folder);
     ``a_file``; ``bad.yaml`` (not YAML); ``unknown.yaml`` (an unknown setting); ``x.npy``."""
     root = tmp_path_factory.mktemp("bad_input")
@@ -37,6 +39,13 @@ def place(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / "foreign" / "thesis.tex").write_text("my thesis")
     (root / "empty").mkdir()
     (root / "a_file").write_text("not a folder")
+    shutil.copy(root / "tiny.npz", root / "gone.npz")
+    assert main([*args[:2], str(root / "gone.npz"), *args[3:], "--out", str(root / "moved"),
+                 "--no-progress"]) == 0  # fmt: skip
+    (root / "gone.npz").rename(root / "found.npz")
+    shutil.copytree(root / "run", root / "damaged")
+    model = root / "damaged" / "model.pt"
+    model.write_bytes(model.read_bytes()[:1000])
     (root / "bad.yaml").write_text("epochs: [1,\n")
     (root / "unknown.yaml").write_text("learning_rate: 0.1\n")
     np.save(root / "x.npy", np.zeros((5, 3)))
@@ -55,8 +64,37 @@ def _train(place: Path, out: str, *extra: str) -> list[str]:
     return ["train", "--data", str(place / "tiny.npz"), "--out", str(place / out), *extra]
 
 
+#: One more device process than this machine lets us use.
+TOO_MANY_DEVICES = str(len(os.sched_getaffinity(0)) + 1)
+
 # (arguments, a part of the one-line message); {p} is the folder of the fixture
 MISTAKES: list[tuple[list[str], str]] = [
+    # the findings of issue 22's pass as a new user
+    (["train", "--data", "{p}/tiny.npz", "--out", "{p}/new", "--method", "udml",
+      "--method-option", "udml.gamma=abc"], "udml.gamma accepts a finite number"),
+    (["train", "--data", "{p}/tiny.npz", "--out", "{p}/new", "--seed", "-1"],
+     "--seed accepts an integer from 0"),
+    (["train", "--data", "{p}/tiny.npz", "--out", "{p}/new", "--method-option", "udml.gamma=4"],
+     "which this run does not use"),
+    (["train", "--data", "{p}/tiny.npz", "--out", "{p}/new", "--devices", TOO_MANY_DEVICES],
+     f"--devices {TOO_MANY_DEVICES} asks for"),
+    (["evaluate", "{p}/run", "--severities", "-1,2", "--corruption", "gaussian"],
+     "--severities accepts a comma-separated list"),
+    (["evaluate", "{p}/run", "--severities", "0,,1", "--corruption", "gaussian"],
+     "no empty item"),
+    (["evaluate", "{p}/run", "--weights", "oracle"], "it would equal --weights uniform"),
+    (["evaluate", "{p}/run", "--weights", "oracle", "--corruption", "gaussian"],
+     "--target each or a modality name"),
+    (["evaluate", "{p}/moved"], "give its new place with robustfusion evaluate"),
+    (["evaluate", "{p}/damaged"], "--overwrite (the damaged run stays"),
+    (["benchmark", "--data", "{p}/tiny.npz", "--methods", "udml:gamam=3", "--out", "{p}/bench"],
+     "unexpected keyword argument 'gamam'"),
+    (["benchmark", "--data", "{p}/tiny.npz", "--methods", "static", "--out", "{p}/run"],
+     "holds a training run, not a benchmark"),
+    (["benchmark", "--data", "{p}/tiny.npz", "--methods", "static", "--out", "{p}/foreign"],
+     "holds other files"),
+    (["benchmark", "--data", "{p}/tiny.npz", "--methods", "static", "--out", "{p}/bench",
+      "--method-option", "udml.gamma=4"], "which no label of --methods runs"),
     # a run folder is refused unless --resume or --overwrite is given
     (["train", "--data", "{p}/tiny.npz", "--out", "{p}/run"], "holds a finished run"),
     (["train", "--data", "{p}/tiny.npz", "--method", "tmc", "--out", "{p}/run"], "--overwrite"),
@@ -157,6 +195,33 @@ def test_mistake_exits_2_with_one_line_and_changes_nothing(
     assert needle in lines[0], lines[0]
     assert captured.out == ""
     assert _snapshot(place) == before  # byte-identical, and no lock or temporary left behind
+
+
+def test_a_moved_data_file_is_found_with_evaluate_data(
+    place: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = place / "moved-eval.json"
+    try:
+        assert main(["evaluate", str(place / "moved"), "--data", str(place / "found.npz"),
+                     "--out", str(out)]) == 0  # fmt: skip
+        assert "accuracy" in capsys.readouterr().out
+    finally:
+        out.unlink(missing_ok=True)
+
+
+def test_a_benchmark_folder_in_use_is_refused(
+    place: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two benchmarks into one folder at once: the second is refused, naming the first."""
+    before = _snapshot(place)
+    with FolderLock(place / "bench", command="robustfusion benchmark --out bench"):
+        argv = ["benchmark", "--data", str(place / "tiny.npz"), "--methods", "static",
+                "--epochs", "1", "--out", str(place / "bench"), "--no-progress"]  # fmt: skip
+        status = main(argv)
+        line = capsys.readouterr().err.strip()
+        assert status == 2 and "\n" not in line, line
+        assert "is in use by pid" in line and "(robustfusion benchmark --out bench)" in line
+    assert _snapshot(place) == before
 
 
 def test_there_are_at_least_25_mistakes() -> None:
