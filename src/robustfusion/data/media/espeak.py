@@ -40,27 +40,25 @@ def espeak_binary() -> str:
     return path
 
 
-def espeak_version() -> str:
-    """The first line of ``espeak-ng --version`` (stored with what it synthesised)."""
-    out = subprocess.run(
-        [espeak_binary(), "--version"],
+def _query(flag: str) -> str:
+    """The text ``espeak-ng FLAG`` prints, run in :func:`synthesis_environment`."""
+    return subprocess.run(
+        [espeak_binary(), flag],
         capture_output=True,
         text=True,
         check=True,
         env=synthesis_environment(),
     ).stdout
-    return " ".join(out.split("Data at:")[0].split())
+
+
+def espeak_version() -> str:
+    """The first line of ``espeak-ng --version`` (stored with what it synthesised)."""
+    return " ".join(_query("--version").split("Data at:")[0].split())
 
 
 def _list(kind: str) -> list[str]:
     """File names (column 5) of ``espeak-ng --voices=<kind>``, without the ``!v/`` prefix."""
-    out = subprocess.run(
-        [espeak_binary(), f"--voices={kind}"],
-        capture_output=True,
-        text=True,
-        check=True,
-        env=synthesis_environment(),
-    ).stdout
+    out = _query(f"--voices={kind}")
     names = []
     for line in out.splitlines()[1:]:
         parts = line.split()
@@ -76,13 +74,7 @@ def available_variants() -> set[str]:
 
 def available_languages() -> set[str]:
     """Language codes (column 2) of the English voices of this installation."""
-    out = subprocess.run(
-        [espeak_binary(), "--voices=en"],
-        capture_output=True,
-        text=True,
-        check=True,
-        env=synthesis_environment(),
-    ).stdout
+    out = _query("--voices=en")
     return {line.split()[1] for line in out.splitlines()[1:] if len(line.split()) >= 5}
 
 
