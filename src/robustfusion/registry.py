@@ -8,7 +8,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from robustfusion.errors import UnknownNameError
 
@@ -20,6 +20,9 @@ class Entry(Generic[T]):
     name: str
     factory: T
     description: str
+    #: What the rest of the library needs to know about the component, kept with its
+    #: registration (e.g. a corruption's :class:`~robustfusion.data.corruptions.base.CorruptionFacts`).
+    facts: Any = None
 
 
 class Registry(Generic[T]):
@@ -29,13 +32,14 @@ class Registry(Generic[T]):
         self.kind = kind
         self._entries: dict[str, Entry[T]] = {}
 
-    def register(self, name: str, description: str) -> Callable[[T], T]:
-        """Decorator registering ``factory`` under ``name`` with a one-line description."""
+    def register(self, name: str, description: str, facts: Any = None) -> Callable[[T], T]:
+        """Decorator registering ``factory`` under ``name`` with a one-line description and the
+        facts other modules read about it (see :attr:`Entry.facts`)."""
 
         def decorator(factory: T) -> T:
             if name in self._entries:
                 raise ValueError(f"{self.kind} {name!r} is registered twice")
-            self._entries[name] = Entry(name, factory, description)
+            self._entries[name] = Entry(name, factory, description, facts)
             return factory
 
         return decorator
@@ -50,6 +54,11 @@ class Registry(Generic[T]):
                 f"unknown {self.kind} {name!r}: {hint}choose one of {', '.join(sorted(self._entries))}"
             )
         return self._entries[name].factory
+
+    def facts(self, name: str) -> Any:
+        """The facts registered with ``name`` (unknown names raise as :meth:`get` does)."""
+        self.get(name)
+        return self._entries[name].facts
 
     def __contains__(self, name: object) -> bool:
         self._load_builtins()

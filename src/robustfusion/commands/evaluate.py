@@ -10,19 +10,12 @@ from robustfusion.accepts import TEXT, ArgType, integer, number
 from robustfusion.atomic import write_json
 from robustfusion.commands._settings import add_weights_argument
 from robustfusion.errors import ConfigError
+from robustfusion.evaluation.grids import DEFAULT_SEVERITIES
 from robustfusion.registry import CORRUPTIONS
 from robustfusion.training.config import default_value
 
 NAME = "evaluate"
 HELP = "evaluate a trained run on its test split, clean or corrupted; prints a table, writes JSON"
-
-#: Severities swept when --severities is not given (units: see ``robustfusion.data.corruptions``).
-DEFAULT_SEVERITIES: dict[str, tuple[float, ...]] = {
-    "gaussian": (0.0, 0.5, 1.0, 2.0, 4.0, 8.0),
-    "salt_pepper": (0.0, 0.1, 0.2, 0.3, 0.5),
-    "blur": (0.0, 0.5, 1.0, 2.0, 3.0),
-    "missing": (0.0, 0.2, 0.4, 0.6, 0.8),
-}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -35,7 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--corruption",
         type=ArgType(TEXT, "--corruption"),
-        help="gaussian, salt_pepper, blur or missing (default: none, the clean test set)",
+        help=f"{', '.join(DEFAULT_SEVERITIES)} (default: none, the clean test set)",
     )
     parser.add_argument(
         "--severities",
@@ -90,7 +83,7 @@ def parse_severities(given: list[float] | None, corruption: str | None) -> tuple
         return DEFAULT_SEVERITIES.get(corruption, (0.0, 1.0)) if corruption else (0.0,)
     values = tuple(float(v) for v in given)
     if corruption is None and any(v != 0 for v in values):
-        raise ConfigError("--severities needs --corruption (gaussian, salt_pepper, blur, missing)")
+        raise ConfigError(f"--severities needs --corruption ({', '.join(DEFAULT_SEVERITIES)})")
     return values
 
 

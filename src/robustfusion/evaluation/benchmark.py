@@ -68,6 +68,7 @@ from robustfusion.evaluation.results import (
     iter_rows,
 )
 from robustfusion.evaluation.variants import MethodVariant, parse_variant, twin_of
+from robustfusion.registry import CORRUPTIONS
 from robustfusion.training.config import TrainConfig
 from robustfusion.types import Batch
 
@@ -475,7 +476,8 @@ class Benchmark:
             groups.setdefault((cell.corruption, cell.target, mode), []).append(cell)
         grid = self.config.grid
         for (corruption, _, mode), group in groups.items():
-            draws = grid.noise_draws if corruption in RANDOM_CORRUPTIONS else 1
+            random = corruption in CORRUPTIONS and CORRUPTIONS.facts(corruption).random
+            draws = grid.noise_draws if random else 1  # clean and missing-subset cells: 1
             seeds = [grid.eval_seed + k for k in range(draws)]
             transforms = [self._transform(info, cell, seed) for cell in group for seed in seeds]
             results = backend.evaluate(
@@ -578,7 +580,6 @@ class Benchmark:
 
 
 #: Corruptions whose draws depend on the evaluation seed (averaged over ``Grid.noise_draws``).
-RANDOM_CORRUPTIONS = ("gaussian", "salt_pepper", "missing")
 
 
 def average_metrics(draws: Sequence[dict[str, Any]]) -> dict[str, Any]:

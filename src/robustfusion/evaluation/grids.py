@@ -21,20 +21,20 @@ from dataclasses import dataclass, field
 from torch.utils.data import Dataset
 
 from robustfusion.data import DatasetInfo, ModalityInfo, MultimodalDataset, collate
+from robustfusion.data.corruptions.base import corruption_facts
 from robustfusion.errors import ConfigError
+from robustfusion.registry import CORRUPTIONS
 from robustfusion.types import Batch
 
-#: Default severities per corruption (0 is the clean reference of every curve).
+_FACTS = corruption_facts()
+#: Default severities per corruption (0 is the clean reference of every curve), from each
+#: corruption's registration (:class:`~robustfusion.data.corruptions.base.CorruptionFacts`).
 DEFAULT_SEVERITIES: dict[str, tuple[float, ...]] = {
-    "gaussian": (0.0, 0.5, 1.0, 2.0, 4.0, 8.0),
-    "salt_pepper": (0.0, 0.1, 0.2, 0.3, 0.5),
-    "blur": (0.0, 0.5, 1.0, 2.0, 3.0),
-    "missing": (0.0, 0.2, 0.4, 0.6, 0.8),
+    name: facts.default_severities for name, facts in _FACTS.items()
 }
 #: The ``--quick`` grid: a first look in a fraction of the time.
 QUICK_SEVERITIES: dict[str, tuple[float, ...]] = {
-    "gaussian": (0.0, 1.0, 4.0),
-    "missing": (0.0, 0.5),
+    name: facts.quick_severities for name, facts in _FACTS.items() if facts.quick_severities
 }
 #: At most this many missing-modality subsets (seeded choice when there are more).
 MAX_MISSING_SUBSETS = 20
@@ -82,8 +82,12 @@ class Grid:
 
 def inapplicable(corruption: str, modality: ModalityInfo) -> str | None:
     """Why ``corruption`` is not applied to ``modality`` (``None``: it is)."""
-    if corruption == "blur" and modality.kind == "vector":
-        return f"blur needs ordered axes; {modality.name!r} is a vector of unordered features"
+    facts = CORRUPTIONS.facts(corruption)
+    if facts.kinds is not None and modality.kind not in facts.kinds:
+        article = "an" if modality.kind[0] in "aeiou" else "a"
+        return f"{facts.why_not}; {modality.name!r} is {article} {modality.kind}" + (
+            " of unordered features" if modality.kind == "vector" else ""
+        )
     return None
 
 
@@ -129,7 +133,8 @@ def subset_name(subset: Sequence[str]) -> str:
 def modality_severity(info: DatasetInfo, modality: str, corruption: str, level: float) -> float:
     """The severity to pass to ``corrupt`` for ``modality`` at grid ``level`` (see module doc)."""
     spec = info.modality(modality)
-    if corruption == "gaussian" and spec.kind == "image" and spec.intensity_scale:
+    intensity = CORRUPTIONS.facts(corruption).intensity_units
+    if intensity and spec.kind == "image" and spec.intensity_scale:
         return level / spec.intensity_scale
     return level
 

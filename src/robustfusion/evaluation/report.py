@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from robustfusion.atomic import write_bytes, write_text
+from robustfusion.data.corruptions.base import corruption_facts
 from robustfusion.errors import DataError
 from robustfusion.evaluation import grids
 from robustfusion.evaluation.plots import TWIN_SUFFIX, Curve, plot_panels
@@ -39,16 +40,12 @@ from robustfusion.evaluation.results import (
     RESULTS_FILE,
     TRAINING_SETTINGS,
 )
+from robustfusion.registry import CORRUPTIONS
 
 REPORT_FILE = "report.md"
 FIGURES_DIR = "figures"
-#: Axis title of each corruption's severity (the benchmark's grid levels, ``grids.py``).
-SEVERITY_AXES: dict[str, str] = {
-    "gaussian": "noise std (standardised data units)",
-    "salt_pepper": "fraction of values set to min / max",
-    "blur": "Gaussian sigma (pixels / bins)",
-    "missing": "probability a modality is absent",
-}
+#: Axis title of each corruption's severity (its registered unit).
+SEVERITY_AXES: dict[str, str] = {name: f.unit for name, f in corruption_facts().items()}
 #: ``weights`` column values: the method's own weights, uniform ones, the oracle's.
 LEARNED, UNIFORM, ORACLE = "learned", "uniform", "oracle"
 #: Significance level of the paired tests of the results page.
@@ -406,7 +403,7 @@ def _weight_curves(
     ]
     drawn = False
     for corruption in severities:
-        if corruption == "missing":
+        if CORRUPTIONS.facts(corruption).removes_modalities:
             continue  # an absent modality's weight is 0 by definition
         own = [m for m in modalities if m in targets.get(corruption, [])]
         shared = next((t for t in ("each", "all") if t in targets.get(corruption, [])), None)

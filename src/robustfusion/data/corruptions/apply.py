@@ -24,9 +24,6 @@ from robustfusion.registry import CORRUPTIONS
 from robustfusion.rng import stream
 from robustfusion.types import Batch
 
-#: Corruptions whose severity is a probability or fraction, so at most 1.
-BOUNDED = ("missing", "salt_pepper")
-
 
 def corrupt(
     batch: Batch,
@@ -48,7 +45,7 @@ def corrupt(
     severity = float(severity)
     if not math.isfinite(severity) or severity < 0:
         raise ConfigError(f"severity {severity} is invalid: use a finite number >= 0")
-    if corruption in BOUNDED and severity > 1:
+    if CORRUPTIONS.facts(corruption).bounded and severity > 1:
         raise ConfigError(f"{corruption} severity {severity} is a fraction: use a value in [0, 1]")
     targets = _targets(target, info, batch)
     if severity == 0:

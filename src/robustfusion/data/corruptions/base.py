@@ -9,6 +9,7 @@ except for ``missing``). Corruptions run on the tensors' device, without a per-r
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Protocol
 
 import torch
@@ -16,6 +17,41 @@ from torch import Tensor
 
 from robustfusion.data.base import ModalityInfo
 from robustfusion.rng import Key, Stream
+
+
+@dataclass(frozen=True)
+class CorruptionFacts:
+    """What grids, ``corrupt``, the benchmark and the report know about a corruption, given once
+    at its registration (``CORRUPTIONS.register(name, description, facts=...)``).
+
+    ``unit``: what a severity means (the report's axis title). ``bounded``: the severity is a
+    fraction or probability, at most 1. ``random``: it draws noise, so the benchmark averages
+    ``noise_draws`` draws of it. ``kinds``: the input kinds it applies to (``None``: every kind),
+    with ``why_not`` saying why the others are left out. ``intensity_units``: on images the
+    severity is in 0-255 intensity units (the grid converts it with ``intensity_scale``).
+    ``removes_modalities``: it marks modalities absent (their weight is 0 by definition).
+    ``default_severities`` and ``quick_severities`` (empty: not in the ``--quick`` grid) are the
+    grids' levels, 0 first; ``rank`` orders corruptions in grids and reports.
+    """
+
+    unit: str
+    default_severities: tuple[float, ...]
+    rank: int
+    quick_severities: tuple[float, ...] = ()
+    bounded: bool = False
+    random: bool = True
+    kinds: tuple[str, ...] | None = None
+    why_not: str = ""
+    intensity_units: bool = False
+    removes_modalities: bool = False
+
+
+def corruption_facts() -> dict[str, CorruptionFacts]:
+    """Every registered corruption's facts, in grid order (``rank``)."""
+    from robustfusion.registry import CORRUPTIONS
+
+    entries = sorted(CORRUPTIONS, key=lambda e: e.facts.rank)
+    return {entry.name: entry.facts for entry in entries}
 
 
 class Corruption(Protocol):

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from robustfusion.data.base import ModalityInfo
+from robustfusion.data.corruptions.base import CorruptionFacts
 from robustfusion.registry import CORRUPTIONS
 
 
@@ -37,7 +38,16 @@ def _smooth_last(x: Tensor, kernel: Tensor) -> Tensor:
 
 
 @CORRUPTIONS.register(
-    "blur", "Gaussian blur, sigma = severity (2-D on images/maps, 1-D on vectors)"
+    "blur",
+    "Gaussian blur, sigma = severity (2-D on images/maps, 1-D on vectors)",
+    facts=CorruptionFacts(
+        unit="Gaussian sigma (pixels / bins)",
+        default_severities=(0.0, 0.5, 1.0, 2.0, 3.0),
+        random=False,
+        kinds=("image", "spectrogram", "timeseries", "map"),
+        why_not="blur needs ordered axes",
+        rank=2,
+    ),
 )
 def blur(
     x: Tensor, modality: ModalityInfo, severity: float, seeds: Tensor

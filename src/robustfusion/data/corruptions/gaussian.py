@@ -7,6 +7,7 @@ import torch
 from torch import Tensor
 
 from robustfusion.data.base import ModalityInfo
+from robustfusion.data.corruptions.base import CorruptionFacts
 from robustfusion.data.corruptions.noise import add_gaussian_noise
 from robustfusion.registry import CORRUPTIONS
 
@@ -19,7 +20,15 @@ def gaussian_std(modality: ModalityInfo, severity: float) -> float:
 
 
 @CORRUPTIONS.register(
-    "gaussian", "additive Gaussian noise; std in standardised units (0-255 for images)"
+    "gaussian",
+    "additive Gaussian noise; std in standardised units (0-255 for images)",
+    facts=CorruptionFacts(
+        unit="noise std (standardised data units)",
+        default_severities=(0.0, 0.5, 1.0, 2.0, 4.0, 8.0),
+        quick_severities=(0.0, 1.0, 4.0),
+        intensity_units=True,
+        rank=0,
+    ),
 )
 def gaussian(
     x: Tensor, modality: ModalityInfo, severity: float, seeds: Tensor

@@ -10,6 +10,7 @@ import torch
 from torch import Tensor
 
 from robustfusion.data.base import ModalityInfo
+from robustfusion.data.corruptions.base import CorruptionFacts
 from robustfusion.registry import CORRUPTIONS
 from robustfusion.rng import Stream
 
@@ -17,7 +18,16 @@ _DRAW = Stream("missing")
 
 
 @CORRUPTIONS.register(
-    "missing", "each modality absent with probability severity (never all of a sample)"
+    "missing",
+    "each modality absent with probability severity (never all of a sample)",
+    facts=CorruptionFacts(
+        unit="probability a modality is absent",
+        default_severities=(0.0, 0.2, 0.4, 0.6, 0.8),
+        quick_severities=(0.0, 0.5),
+        bounded=True,
+        removes_modalities=True,
+        rank=3,
+    ),
 )
 def missing(
     x: Tensor, modality: ModalityInfo, severity: float, seeds: Tensor

@@ -14,6 +14,7 @@ import torch
 from torch import Tensor
 
 from robustfusion.data.base import ModalityInfo
+from robustfusion.data.corruptions.base import CorruptionFacts
 from robustfusion.registry import CORRUPTIONS
 from robustfusion.rng import Stream
 
@@ -23,7 +24,16 @@ VECTOR_EXTREME = 3.0
 _DRAW = Stream("salt-pepper")
 
 
-@CORRUPTIONS.register("salt_pepper", "a fraction severity (0-1) of entries set to the min/max")
+@CORRUPTIONS.register(
+    "salt_pepper",
+    "a fraction severity (0-1) of entries set to the min/max",
+    facts=CorruptionFacts(
+        unit="fraction of values set to min / max",
+        default_severities=(0.0, 0.1, 0.2, 0.3, 0.5),
+        bounded=True,
+        rank=1,
+    ),
+)
 def salt_pepper(
     x: Tensor, modality: ModalityInfo, severity: float, seeds: Tensor
 ) -> tuple[Tensor, Tensor]:
