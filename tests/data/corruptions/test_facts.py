@@ -26,13 +26,15 @@ def test_every_corruption_registers_its_facts() -> None:
 def test_grids_and_report_are_derived_from_the_facts() -> None:
     facts = corruption_facts()
     assert list(grids.DEFAULT_SEVERITIES) == ["gaussian", "salt_pepper", "blur", "missing"]
-    assert grids.DEFAULT_SEVERITIES == {n: f.default_severities for n, f in facts.items()}
+    assert {n: f.default_severities for n, f in facts.items()} == grids.DEFAULT_SEVERITIES
     assert grids.QUICK_SEVERITIES == {"gaussian": (0.0, 1.0, 4.0), "missing": (0.0, 0.5)}
-    assert SEVERITY_AXES == {n: f.unit for n, f in facts.items()}
+    assert {n: f.unit for n, f in facts.items()} == SEVERITY_AXES
     vector = ModalityInfo("fou", (76,), "vector")
     image = ModalityInfo("rgb", (3, 8, 8), "image")
     assert grids.inapplicable("blur", vector) and grids.inapplicable("blur", image) is None
-    assert all(grids.inapplicable(n, vector) is None for n in ("gaussian", "salt_pepper", "missing"))
+    assert all(
+        grids.inapplicable(n, vector) is None for n in ("gaussian", "salt_pepper", "missing")
+    )
 
 
 @pytest.mark.parametrize("name", ["salt_pepper", "missing"])
