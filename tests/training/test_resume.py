@@ -64,6 +64,14 @@ def test_killed_run_resumed_ends_with_the_same_metrics(tiny_npz: Path, tmp_path:
 SETTINGS = dict(epochs=4, batch_size=16, lr=0.01, hidden_dim=16, feature_dim=16)
 
 
+def _default_ctrl_c() -> None:
+    """In the child: Ctrl-C raises KeyboardInterrupt, as in a terminal. A test suite started as a
+    background job (``cmd &`` in a script: how CI may start it) inherits SIGINT ignored, and a
+    Python started with SIGINT ignored keeps ignoring it: the Ctrl-C test then waited out its
+    timeout under CI while passing in a terminal."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start_paused(args: list[str], marker: Path, epoch: int) -> subprocess.Popen[str]:
     """Start ``robustfusion ARGS`` that pauses after ``epoch`` (its checkpoint written) until
     ``marker`` is deleted; return once it is paused."""
@@ -73,6 +81,7 @@ def _start_paused(args: list[str], marker: Path, epoch: int) -> subprocess.Popen
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=_default_ctrl_c,
     )
     deadline = time.monotonic() + 240
     while not marker.exists():
