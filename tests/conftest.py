@@ -44,3 +44,22 @@ def make_npz(tmp_path: Path) -> Callable[..., Path]:
         return write_tiny_npz(tmp_path / name, **arrays)
 
     return make
+
+
+@pytest.fixture
+def two_processes() -> Callable[..., dict]:
+    """``run(worker, *args)``: ``worker(rank, *args, results)`` in two fresh processes; returns
+    what each stored in ``results`` (a shared dict). Spawned, not forked: a fork of this pytest
+    process inherits its threads and locks (tqdm's monitor, earlier process groups), and a DDP
+    test that forked hung once in a full suite on a busy machine."""
+    import multiprocessing
+
+    import torch.multiprocessing as mp
+
+    def run(worker: Callable[..., None], *args: object) -> dict:
+        with multiprocessing.get_context("spawn").Manager() as manager:
+            results = manager.dict()
+            mp.start_processes(worker, args=(*args, results), nprocs=2, start_method="spawn")
+            return dict(results)
+
+    return run

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -328,15 +329,12 @@ def _ddp_worker(rank: int, init_file: str, sync: str, results: dict) -> None:
 
 @pytest.mark.parametrize("sync", ["global", "local"])
 @pytest.mark.timeout(120)
-def test_ddp_one_backward_and_the_global_batchs_gradient(tmp_path: Path, sync: str) -> None:
+def test_ddp_one_backward_and_the_global_batchs_gradient(
+    tmp_path: Path, sync: str, two_processes: Callable[..., dict]
+) -> None:
     """Two gloo processes, each half of a batch: no "mark a variable ready only once", the same
     gradients on both, and with ``sync=global`` those of one process on the whole batch."""
-    import torch.multiprocessing as mp
-
-    results = mp.Manager().dict()
-    mp.start_processes(
-        _ddp_worker, args=(str(tmp_path / "init"), sync, results), nprocs=2, start_method="fork"
-    )
+    results = two_processes(_ddp_worker, str(tmp_path / "init"), sync)
     for first, second in zip(results[0][0], results[1][0], strict=True):
         torch.testing.assert_close(first, second)
     single = _model()
@@ -354,15 +352,11 @@ def test_ddp_one_backward_and_the_global_batchs_gradient(tmp_path: Path, sync: s
 
 
 @pytest.mark.timeout(120)
-def test_the_released_codes_backward_passes_break_ddp(tmp_path: Path) -> None:
+def test_the_released_codes_backward_passes_break_ddp(
+    tmp_path: Path, two_processes: Callable[..., dict]
+) -> None:
     """The trap this implementation avoids: several backward passes per DDP forward."""
-    import torch.multiprocessing as mp
-
-    results = mp.Manager().dict()
-    mp.start_processes(
-        _ddp_worker, args=(str(tmp_path / "init"), "released", results), nprocs=2,
-        start_method="fork",
-    )  # fmt: skip
+    results = two_processes(_ddp_worker, str(tmp_path / "init"), "released")
     assert "mark a variable ready only once" in results[0]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -308,14 +309,9 @@ def _ddp_worker(rank: int, init_file: str, results: dict[int, list[float]]) -> N
         dist.destroy_process_group()
 
 
-def test_bank_is_all_reduced_under_ddp(tmp_path: Path) -> None:
+def test_bank_is_all_reduced_under_ddp(tmp_path: Path, two_processes: Callable[..., dict]) -> None:
     """Two gloo processes with different batches end with the same bank: the mean of their FRMs."""
-    import torch.multiprocessing as mp
-
-    results = mp.Manager().dict()
-    mp.start_processes(
-        _ddp_worker, args=(str(tmp_path / "init"), results), nprocs=2, start_method="fork"
-    )
+    results = two_processes(_ddp_worker, str(tmp_path / "init"))
     assert results[0] == results[1]
     expected = 0.5 * torch.stack(
         [torch.stack([frm(_batch(20 + r).inputs[m]) for m in SPEC.modalities]) for r in (0, 1)]

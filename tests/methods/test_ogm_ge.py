@@ -4,6 +4,7 @@ gradient modulation, presets and recipe."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -287,15 +288,12 @@ def _ddp_worker(rank: int, init_file: str, results: dict[int, list[float]]) -> N
         dist.destroy_process_group()
 
 
-def test_scores_are_averaged_over_processes_under_ddp(tmp_path: Path) -> None:
+def test_scores_are_averaged_over_processes_under_ddp(
+    tmp_path: Path, two_processes: Callable[..., dict]
+) -> None:
     """Two gloo processes, each with one sample of the hand example: every process gets the
     coefficient of the whole batch (the code's DataParallel), not of its own half."""
-    import torch.multiprocessing as mp
-
-    results = mp.Manager().dict()
-    mp.start_processes(
-        _ddp_worker, args=(str(tmp_path / "init"), results), nprocs=2, start_method="fork"
-    )
+    results = two_processes(_ddp_worker, str(tmp_path / "init"))
     assert results[0] == results[1]
     scores, k = torch.tensor(results[0][:2]), torch.tensor(results[0][2:])
     torch.testing.assert_close(scores, torch.tensor([19 / 30, 13 / 30]))
