@@ -330,6 +330,17 @@ def test_registered_and_options_validated() -> None:
     method = build_method("shaspec", SPEC, {"shaspec": {"fill": "first", "pairs": "all"}})
     assert isinstance(method, ShaSpec)
     assert method.pairs == alignment_pairs(3, "all")
+    assert method.warmup == 0.3  # the authors' run.sh: 30 % of the epochs on full modalities
+    from robustfusion.training.config import TrainConfig
+
+    assert ShaSpec.training_defaults({}) == {"selection": "last"}  # their final model
+    assert ShaSpec.training_defaults({"warmup": 0}) == {}
+    resolved = TrainConfig(dataset="mfeat", method="shaspec", out="x").resolved()
+    assert resolved.selection == "last"
+    flags = TrainConfig().with_overrides(
+        dataset="mfeat", method="shaspec", selection="best_val", out="x"
+    )
+    assert flags.resolved().selection == "best_val"  # a given setting wins
     bad = [
         {"fill": "zero"},
         {"aux_losses": "some"},
