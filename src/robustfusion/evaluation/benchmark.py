@@ -63,6 +63,7 @@ from robustfusion.evaluation.results import (
     MISSING_SUBSET,
     RESULTS_FILE,
     TRAINING_SETTINGS,
+    CellKey,
     ResultsTable,
     cell_key,
     iter_rows,
@@ -485,16 +486,16 @@ class Benchmark:
             )
             for i, cell in enumerate(group):
                 metrics = average_metrics(results[i * draws : (i + 1) * draws])
-                self._record(identity, cell, mode, metrics)
+                key = self._record(identity, cell, mode, metrics)
                 if cell.corruption == CLEAN:
-                    self._copy_clean(self.results.rows[_key(identity, cell, mode)], info)
+                    self._copy_clean(self.results.rows[key], info)
 
     def _record(
         self, identity: dict[str, Any], cell: Cell, mode: str, metrics: dict[str, Any]
-    ) -> None:
+    ) -> CellKey:
         row = {**identity, **_flatten(metrics), "corruption": cell.corruption,
                "severity": float(cell.severity), "target": cell.target, "weights": mode}  # fmt: skip
-        self.results.add(row)
+        return self.results.add(row)
 
     def _transform(
         self, info: DatasetInfo, cell: Cell, seed: int
@@ -595,12 +596,6 @@ def average_metrics(draws: Sequence[dict[str, Any]]) -> dict[str, Any]:
         out[key] = {m: float(sum(d[key][m] for d in draws) / len(draws)) for m in names}
     out["noise_draws"] = len(draws)
     return out
-
-
-def _key(identity: dict[str, Any], cell: Cell, mode: str) -> Any:
-    return cell_key(
-        identity["method"], identity["seed"], cell.corruption, cell.severity, cell.target, mode
-    )
 
 
 def _has_dynamic_weights(variant: MethodVariant) -> bool:

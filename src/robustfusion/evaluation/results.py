@@ -73,16 +73,21 @@ REQUIRED_COLUMNS = (
     "ece",
 )
 
+#: The identity of an evaluated cell: (method, seed, corruption, severity, target, weights).
 CellKey = tuple[str, int, str, str, str, str]
 
 
 def cell_key(
     method: str, seed: int, corruption: str, severity: float, target: str, weights: str = LEARNED
 ) -> CellKey:
+    """The one definition of a cell's identity (the benchmark's resume and the report's reading
+    both key by it): the seed as an int and the severity as ``repr(float)``, so that ``1``,
+    ``1.0`` and ``"1.0"`` name the same cell."""
     return (method, int(seed), corruption, repr(float(severity)), target, weights)
 
 
 def row_key(row: dict[str, str]) -> CellKey:
+    """:func:`cell_key` of a ``results.csv`` row (``weights`` empty or absent: ``learned``)."""
     return cell_key(
         row["method"],
         int(row["seed"]),
@@ -136,15 +141,18 @@ class ResultsTable:
         if not self.path.is_file():
             write_text(self.path, csv_line(self.columns, {c: c for c in self.columns}))
 
-    def add(self, row: dict[str, Any]) -> None:
-        """Record a cell and append its line to the file (creating it with its header)."""
+    def add(self, row: dict[str, Any]) -> CellKey:
+        """Record a cell and append its line to the file (creating it with its header); returns
+        the cell's key."""
         text = {k: _text(v) for k, v in row.items()}
         text.setdefault("weights", LEARNED)
         if not self.columns:
             self.columns = list(BASE_COLUMNS) + [k for k in text if k not in BASE_COLUMNS]
         self.ensure_file()
-        self.rows[row_key(text)] = text
+        key = row_key(text)
+        self.rows[key] = text
         append_line(self.path, csv_line(self.columns, text))
+        return key
 
     def drop(self, keep: Any) -> int:
         """Remove every row for which ``keep(row)`` is false, rewriting the file atomically;

@@ -1,0 +1,293 @@
+"""The Markdown sections of ``report.md``: overview and training settings, clean accuracy,
+robustness summary (nAUC), missing modalities (PCR), "do the weights matter?" and the grids.
+
+Numbers never print as ``-0.000``: a value that rounds to zero prints ``0.000``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+from robustfusion.evaluation import grids
+from robustfusion.evaluation.report.figures import severity_axis
+from robustfusion.evaluation.report.reading import Results
+from robustfusion.evaluation.report.statistics import mean_by_seed, mean_std, pcr
+from robustfusion.evaluation.report.summaries import (
+    WEIGHT_EFFECTS,
+    effect_by_seed,
+    mean_pcr_by_seed,
+    robustness_by_seed,
+    weight_effects,
+)
+from robustfusion.evaluation.results import CLEAN, MISSING_SUBSET, TRAINING_SETTINGS
+
+
+def number(value: float, digits: int = 4, sign: bool = False) -> str:
+    """``value`` with ``digits`` decimals; never ``-0.000`` (a value that rounds to zero prints
+    as ``0.000``, without sign); ``sign`` puts ``+`` before positive values."""
+    if math.isnan(value):
+        return "n/a"
+    if round(value, digits) == 0:
+        return f"{0.0:.{digits}f}"
+    return f"{value:+.{digits}f}" if sign else f"{value:.{digits}f}"
+
+
+def mean_pm(values: Sequence[float], digits: int = 4, sign: bool = False) -> str:
+    """``mean ± std`` of the values (``n/a`` for none)."""
+    mean, std = mean_std(values)
+    return "n/a" if math.isnan(mean) else f"{number(mean, digits, sign)} ± {number(std, digits)}"
+
+
+def overview(meta: dict[str, Any], results: Results) -> list[str]:
+    """Methods, seeds, training settings and the unimodal view, above the first section."""
+    lines = [
+        f"Methods: {', '.join(results.methods)}; seeds: {', '.join(map(str, results.seeds))}; "
+        f"test split of each seed's run; model selected on validation accuracy.",
+        "",
+    ]
+    lines += settings_used(meta)
+    if meta.get("unimodal_view"):
+        lines += [
+            f"`unimodal` is the best single modality, **{meta['unimodal_view']}**, chosen by "
+            "validation accuracy of one unimodal run per modality (first seed), then trained "
+            "for every seed.",
+            "",
+        ]
+    return lines
+
+
+def settings_used(meta: dict[str, Any]) -> list[str]:
+    """The training settings of the runs, read back from their folders (``benchmark.json``'s
+    ``runs``): one line for what every run shares, one per method for what differs."""
+    runs: dict[str, dict[str, Any]] = meta.get("runs") or {}
+    if not runs:
+        base = meta.get("base_config", {})
+        if not base:
+            return []
+        shown = ", ".join(f"{k} {base[k]}" for k in TRAINING_SETTINGS if k in base)
+        return [f"Training (requested; the runs did not record theirs): {shown}.", ""]
+    methods: dict[str, dict[str, set[str]]] = {}
+    for run in runs.values():
+        label = run.get("label") or run.get("method", "?")
+        for k in TRAINING_SETTINGS:
+            if k in run:
+                methods.setdefault(label, {}).setdefault(k, set()).add(str(run[k]))
+    shared = {
+        k
+        for k in TRAINING_SETTINGS
+        if all(len(v.get(k, ())) == 1 for v in methods.values())
+        and len({next(iter(v[k])) for v in methods.values() if k in v}) == 1
+    }
+    first = next(iter(methods.values()))
+    lines = [
+        "Training, as the runs used it: "
+        + ", ".join(
+            f"{k} {next(iter(first[k]))}" for k in TRAINING_SETTINGS if k in shared and k in first
+        )
+        + "."
+    ]
+    for label, values in methods.items():
+        own = [f"{k} {'/'.join(sorted(v))}" for k, v in values.items() if k not in shared]
+        if own:
+            lines.append(f"- `{label}`: {', '.join(own)}")
+    return [*lines, ""]
+
+
+def clean_table(results: Results) -> list[str]:
+    """Section *Clean test accuracy*: accuracy, macro-F1 and ECE per method."""
+    lines = [
+        "## Clean test accuracy",
+        "",
+        "| method | accuracy | macro-F1 | ECE | seeds |",
+        "|---|---|---|---|---|",
+    ]
+    for m in results.methods:
+        seeds = results.seeds_of(m)
+        acc = [results.value(m, s, CLEAN, "all", 0.0, "accuracy") for s in seeds]
+        f1 = [results.value(m, s, CLEAN, "all", 0.0, "macro_f1") for s in seeds]
+        ece = [results.value(m, s, CLEAN, "all", 0.0, "ece") for s in seeds]
+        lines.append(f"| {m} | {mean_pm(acc)} | {mean_pm(f1)} | {mean_pm(ece)} | {len(seeds)} |")
+    return lines + [""]
+
+
+def robustness_table(results: Results, severities: dict[str, list[float]]) -> list[str]:
+    """Section *Robustness summary*: nAUC per corruption and target, and their mean."""
+    summary = robustness_by_seed(results, severities)
+    columns = sorted(
+        {c for per in summary.values() for c in per},
+        key=lambda c: (c.split("/")[0], c.split("/")[1] != "all"),
+    )
+    if not columns:
+        return []
+    lines = [
+        "## Robustness summary (normalised AUC of accuracy vs severity)",
+        "",
+        "Mean accuracy over each severity range (trapezoid rule, clean point included); `mean` "
+        "averages the columns per seed. Mean ± std over seeds.",
+        "",
+        "| method | " + " | ".join(columns) + " | mean |",
+        "|---|" + "---|" * (len(columns) + 1),
+    ]
+    for m in results.methods:
+        per = summary.get(m, {})
+        cells = [mean_pm(list(per.get(c, {}).values())) for c in columns]
+        means = mean_by_seed([per[c] for c in columns if c in per])
+        lines.append(f"| {m} | " + " | ".join(cells) + f" | {mean_pm(list(means.values()))} |")
+    return lines + [""]
+
+
+def missing_table(results: Results) -> list[str]:
+    """Section *Missing modalities (PCR)*: accuracy and PCR per absent subset."""
+    subsets = sorted(
+        {r["target"] for r in results.rows if r["corruption"] == MISSING_SUBSET},
+        key=lambda t: (t.count("+"), t),
+    )
+    if not subsets:
+        return []
+    lines = [
+        "## Missing modalities (PCR)",
+        "",
+        "Test accuracy with the listed modalities absent for every sample, and in brackets the "
+        "performance collapse rate PCR = (A_full - A_missing) / A_full (mean over seeds; lower "
+        "is better).",
+        "",
+        "| absent | " + " | ".join(results.methods) + " |",
+        "|---|" + "---|" * len(results.methods),
+    ]
+    for subset in subsets:
+        cells = []
+        for m in results.methods:
+            accs, pcrs = [], []
+            for s in results.seeds_of(m):
+                full = results.value(m, s, CLEAN, "all", 0.0, "accuracy")
+                miss = results.value(m, s, MISSING_SUBSET, subset, 1.0, "accuracy")
+                if not math.isnan(miss):
+                    accs.append(miss)
+                    pcrs.append(pcr(full, miss))
+            mean_acc, _ = mean_std(accs)
+            mean_pcr, _ = mean_std(pcrs)
+            cells.append(
+                "n/a"
+                if math.isnan(mean_acc)
+                else f"{number(mean_acc, 3)} ({number(mean_pcr, 3, True)})"
+            )
+        lines.append(f"| {subset} | " + " | ".join(cells) + " |")
+    means = mean_pcr_by_seed(results)
+    mean_cells = [number(mean_std(list(means[m].values()))[0], 3, True) for m in results.methods]
+    lines.append("| **mean PCR** | " + " | ".join(mean_cells) + " |")
+    return lines + [""]
+
+
+def weights_matter(rows: Sequence[dict[str, str]], order: Sequence[str]) -> list[str]:
+    """Section *Do the weights matter?*: the weight-control effects per method and corruption,
+    and per cell in a collapsed table; one line saying why when there are no controls."""
+    title = ["## Do the weights matter?", ""]
+    effects = weight_effects(rows)
+    if not effects:
+        return title + [
+            "Omitted: results.csv has no weight-control rows (a `weights` column with `uniform` "
+            "or `oracle` rows, or `<method>~uniform` runs); run the benchmark with weight "
+            "controls.",
+            "",
+        ]
+    methods = [m for m in order if m in effects] + sorted(set(effects) - set(order))
+    lines = title + [
+        "For each method with per-sample modality weights, over the corrupted cells (severity > 0; "
+        "every target): "
+        + "; ".join(f"**{name}** = {what}" for _, name, what in WEIGHT_EFFECTS)
+        + ". Accuracy differences, paired by seed: mean over targets and severities per seed, "
+        "then mean ± std over seeds. Oracle weights: corrupted modalities 0, the clean ones "
+        "share the rest. Positive Δ: the learned weights help; a large headroom: they leave "
+        "accuracy on the table.",
+        "",
+        "| method | corruption | "
+        + " | ".join(name for _, name, _ in WEIGHT_EFFECTS)
+        + " | seeds |",
+        "|---|---|" + "---|" * (len(WEIGHT_EFFECTS) + 1),
+    ]
+    detail = [
+        "| method | corruption | target | severity | "
+        + " | ".join(name for _, name, _ in WEIGHT_EFFECTS)
+        + " |",
+        "|---|---|---|---|" + "---|" * len(WEIGHT_EFFECTS),
+    ]
+    for m in methods:
+        cells = effects[m]
+        corruptions = sorted({c for c, _, _ in cells})
+        for corruption in [*corruptions, None]:
+            values = [effect_by_seed(cells, key, corruption) for key, _, _ in WEIGHT_EFFECTS]
+            seeds = len(set().union(*values))
+            label = f"`{corruption}`" if corruption else "**all**"
+            lines.append(
+                f"| {m} | {label} | "
+                + " | ".join(mean_pm(list(v.values()), 4, True) for v in values)
+                + f" | {seeds} |"
+            )
+        for cell in sorted(cells):
+            per = cells[cell]
+            detail.append(
+                f"| {m} | {cell[0]} | {cell[1]} | {cell[2]:g} | "
+                + " | ".join(
+                    mean_pm(list(per.get(key, {}).values()), 4, True)
+                    for key, _, _ in WEIGHT_EFFECTS
+                )
+                + " |"
+            )
+    return lines + [
+        "",
+        "<details><summary>Per target and severity</summary>",
+        "",
+        *detail,
+        "",
+        "</details>",
+        "",
+    ]
+
+
+def grid_section(
+    meta: dict[str, Any], severities: dict[str, list[float]], targets: dict[str, list[str]]
+) -> list[str]:
+    """Section *Grids*: severities, targets, skipped corruptions, missing subsets, defaults."""
+    grid = meta.get("grid", {})
+    lines = ["## Grids", ""]
+    for corruption, values in severities.items():
+        lines.append(
+            f"- `{corruption}`, severity = {severity_axis(corruption)}: "
+            f"{', '.join(f'{v:g}' for v in values)}; targets "
+            f"{', '.join(targets.get(corruption, ['all', 'each'])) or 'none (see below)'}"
+        )
+    lines.append("- target `each`: every modality corrupted independently with p = 0.5")
+    skipped: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for entry in grid.get("skipped") or []:
+        skipped[(str(entry.get("corruption")), str(entry.get("reason", "")))].append(
+            str(entry.get("target"))
+        )
+    for (corruption, reason), where in skipped.items():
+        lines.append(
+            f"- `{corruption}` not applied to {', '.join(f'`{t}`' for t in where)}"
+            + (f": {reason}" if reason else "")
+        )
+    if grid.get("missing_subsets"):
+        lines.append(
+            f"- missing subsets ({len(grid['missing_subsets'])}): {', '.join(grid['missing_subsets'])}"
+        )
+    lines.append(f"- corruption seed: {grid.get('eval_seed', 0)}")
+    lines += ["", "Units: " + " ".join((grids.__doc__ or "").split("\n\n")[1].split()), ""]
+    lines += [
+        "Defaults (`robustfusion benchmark`): "
+        + "; ".join(
+            f"{k} {', '.join(f'{v:g}' for v in vs)}" for k, vs in grids.DEFAULT_SEVERITIES.items()
+        )
+        + "; targets all and each, plus every modality for "
+        + ", ".join(grids.Grid().modality_targets)
+        + f"; at most {grids.MAX_MISSING_SUBSETS} missing subsets. `--quick`: "
+        + "; ".join(
+            f"{k} {', '.join(f'{v:g}' for v in vs)}" for k, vs in grids.QUICK_SEVERITIES.items()
+        )
+        + "; targets all and each; at most 6 missing subsets.",
+        "",
+    ]
+    return lines
