@@ -167,3 +167,29 @@ def test_evaluate_conflict_on_a_run(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert "ecml" in capsys.readouterr().out
     assert main([str(tmp_path / "run"), "--donor", "last"]) == 2
     assert main([str(tmp_path / "nothing")]) == 2
+
+
+def test_benchmark_conflict_option_adds_a_cell_and_a_report_table(
+    tiny_npz: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``benchmark --conflict``: one conflictive row per run (its noise draws averaged), the
+    same rows whatever the batch size, and a table in report.md."""
+    import csv
+
+    from robustfusion.cli import main
+
+    def bench(out: Path, *extra: str) -> list[dict[str, str]]:
+        argv = ["benchmark", "--data", str(tiny_npz), "--methods", "static,tmc", "--seeds", "0",
+                "--quick", "--epochs", "1", "--conflict", "--jobs", "1", "--no-progress",
+                "--out", str(out), *extra]  # fmt: skip
+        assert main(argv) == 0, capsys.readouterr().err
+        with open(out / "results.csv", newline="") as handle:
+            return [r for r in csv.DictReader(handle) if r["corruption"] == "conflict"]
+
+    rows = bench(tmp_path / "a")
+    assert sorted(r["method"] for r in rows) == ["static", "tmc"]
+    assert all(r["severity"] == "1.0" and r["target"] == "all" for r in rows)
+    report = (tmp_path / "a" / "report.md").read_text()
+    assert "## Conflictive test (RCML)" in report and "| tmc |" in report
+    again = bench(tmp_path / "b", "--eval-batch-size", "7")
+    assert [r["accuracy"] for r in again] == [r["accuracy"] for r in rows]

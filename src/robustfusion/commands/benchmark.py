@@ -18,6 +18,7 @@ from robustfusion.commands._settings import (
 )
 from robustfusion.errors import ConfigError
 from robustfusion.evaluation.benchmark import Benchmark, BenchmarkConfig, parse_list
+from robustfusion.evaluation.conflict import ConflictProtocol
 from robustfusion.evaluation.grids import default_grid
 from robustfusion.training.config import TrainConfig, setting_names
 
@@ -111,6 +112,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "the thread count can change the last bits of the results",
     )
     bench.add_argument(
+        "--conflict",
+        action="store_true",
+        help="also evaluate every run on RCML's conflictive test set (Gaussian noise, std 0.5, "
+        "on some views of 10 %% of the test samples; one view taken from a sample of class "
+        "y+1 for 40 %%; averaged over the noise draws); see docs/benchmark.md (default: off)",
+    )
+    bench.add_argument(
         "--weight-controls",
         action="store_true",
         help="also train the uniform twin of every method with per-sample weights and evaluate "
@@ -157,7 +165,11 @@ def config_from_args(args: argparse.Namespace) -> BenchmarkConfig:
                 f"--method-setting {method}.{unknown[0]}: unknown setting; use one of "
                 f"{', '.join(sorted(fields))}"
             )
-    grid = dataclasses.replace(default_grid(args.quick), eval_seed=args.eval_seed)
+    grid = dataclasses.replace(
+        default_grid(args.quick),
+        eval_seed=args.eval_seed,
+        conflict=ConflictProtocol() if args.conflict else None,
+    )
     return BenchmarkConfig(
         methods=parse_list(args.methods, "--methods"),
         seeds=tuple(args.seeds),

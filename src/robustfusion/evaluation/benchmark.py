@@ -58,6 +58,7 @@ from robustfusion.evaluation.grids import (
 from robustfusion.evaluation.results import (
     BASE_COLUMNS,
     CLEAN,
+    CONFLICT,
     LEARNED,
     META_FILE,
     MISSING_SUBSET,
@@ -202,6 +203,8 @@ def evaluation_cells(grid: Grid, info: DatasetInfo | Sequence[str]) -> list[Cell
             cells += [Cell(corruption, float(s), target) for s in severities if s > 0]
     for subset in missing_subsets(names, grid.max_missing_subsets, grid.eval_seed):
         cells.append(Cell(MISSING_SUBSET, 1.0, subset_name(subset), tuple(subset)))
+    if grid.conflict is not None:
+        cells.append(Cell(CONFLICT, 1.0, "all"))
     return cells
 
 
@@ -477,10 +480,14 @@ class Benchmark:
             groups.setdefault((cell.corruption, cell.target, mode), []).append(cell)
         grid = self.config.grid
         for (corruption, _, mode), group in groups.items():
-            random = corruption in CORRUPTIONS and CORRUPTIONS.facts(corruption).random
+            random = corruption == CONFLICT or (
+                corruption in CORRUPTIONS and CORRUPTIONS.facts(corruption).random
+            )
             draws = grid.noise_draws if random else 1  # clean and missing-subset cells: 1
             seeds = [grid.eval_seed + k for k in range(draws)]
-            transforms = [self._transform(info, cell, seed) for cell in group for seed in seeds]
+            transforms = [
+                self._transform(info, cell, seed, splits) for cell in group for seed in seeds
+            ]
             results = backend.evaluate(
                 model, batches, info, transforms, weights=mode, seed=grid.eval_seed
             )
@@ -498,10 +505,15 @@ class Benchmark:
         return self.results.add(row)
 
     def _transform(
-        self, info: DatasetInfo, cell: Cell, seed: int
+        self, info: DatasetInfo, cell: Cell, seed: int, splits: DataSplits | None = None
     ) -> Callable[[Batch], Batch] | None:
         if cell.corruption == CLEAN:
             return None
+        if cell.corruption == CONFLICT:
+            from robustfusion.evaluation.conflict import ConflictTransform
+
+            assert splits is not None and self.config.grid.conflict is not None
+            return ConflictTransform(splits.test, info.num_classes, self.config.grid.conflict, seed)
         if cell.corruption == MISSING_SUBSET:
             subset = cell.subset
 
@@ -569,6 +581,11 @@ class Benchmark:
                 "missing_subsets": [c.target for c in cells if c.corruption == MISSING_SUBSET],
                 "eval_seed": config.grid.eval_seed,
                 "noise_draws": config.grid.noise_draws,
+                **(
+                    {"conflict": dataclasses.asdict(config.grid.conflict)}
+                    if config.grid.conflict is not None
+                    else {}
+                ),
             },
             "base_config": {
                 k: v for k, v in config.base.to_dict().items() if k not in ("out", "method", "seed")

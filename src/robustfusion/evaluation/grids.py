@@ -23,6 +23,7 @@ from torch.utils.data import Dataset
 from robustfusion.data import DatasetInfo, ModalityInfo, MultimodalDataset, collate
 from robustfusion.data.corruptions.base import corruption_facts
 from robustfusion.errors import ConfigError
+from robustfusion.evaluation.conflict import ConflictProtocol
 from robustfusion.registry import CORRUPTIONS
 from robustfusion.types import Batch
 
@@ -54,6 +55,9 @@ class Grid:
     #: whose metrics are averaged: one draw of Gaussian noise on a few hundred test samples moves
     #: accuracy by a point or two at high severity.
     noise_draws: int = 1
+    #: The RCML conflictive test set as one more cell of every run (``--conflict``): noise on some
+    #: views of 10 % of the samples, a view from another class on 40 %; ``None``: not evaluated.
+    conflict: ConflictProtocol | None = None
 
     def targets(self, modalities: Sequence[str] | DatasetInfo, corruption: str) -> tuple[str, ...]:
         """``all``, ``each`` and, for the corruptions in ``modality_targets``, every modality.

@@ -25,6 +25,9 @@ META_FILE = "benchmark.json"
 CLEAN = "none"
 #: ``corruption`` of the missing-modality rows: ``target`` names the absent modalities joined by '+'.
 MISSING_SUBSET = "missing_subset"
+#: ``corruption`` of the RCML conflictive test set (``benchmark --conflict``; severity 1, target
+#: ``all``; see :mod:`robustfusion.evaluation.conflict`).
+CONFLICT = "conflict"
 #: ``weights`` of every ordinary row; ``uniform``/``oracle`` rows are the same checkpoint evaluated
 #: with swapped weights (``--weight-controls``).
 LEARNED = "learned"

@@ -9,6 +9,7 @@ from robustfusion.evaluation.report.figures import accuracy_figures, weight_figu
 from robustfusion.evaluation.report.reading import Folder
 from robustfusion.evaluation.report.tables import (
     clean_table,
+    conflict_table,
     grid_section,
     missing_table,
     overview,
@@ -36,6 +37,7 @@ def write_report(out: Path) -> Path:
     lines += accuracy_figures(out, results, severities, targets)
     lines += weight_figures(out, results, severities, folder.modalities, targets)
     lines += missing_table(results)
+    lines += conflict_table(results)
     lines += weights_matter(folder.all_rows, meta.get("methods", []))
     lines += grid_section(meta, severities, targets)
     path = out / REPORT_FILE
