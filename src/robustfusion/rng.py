@@ -34,6 +34,12 @@ stream name            keys after ``(seed, name)``                 used by
 ``corrupt-keep-one``   corruption, severity                        which modality is kept
 ``hash``               the caller's integer keys                   ``sample_hash`` (DMS)
 ``dms-mc``             ``"input"``/``"shared"``, modality name     DMS's evaluation MC masks
+``shaspec-drop``       split ``"train"``, epoch                    ShaSpec's missing subsets
+``conflict-select``    (none; ``conflict-noise-select`` too)       RCML's conflictive samples
+``conflict-noise-*``   ``-count``, ``-views``; ``conflict-noise``:  RCML's noisy views, noise
+                       modality name
+``conflict-view``      (none)                                      RCML's replaced view
+``conflict-donor``     (none)                                      RCML's random donor
 =====================  ==========================================  ==========================
 
 DMS's evaluation masks use the pass number ``0..T-1`` as the "index".
