@@ -61,15 +61,17 @@ from collections.abc import Mapping
 from typing import ClassVar
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from robustfusion.accepts import Accepts, integer, number
 from robustfusion.errors import ConfigError
 from robustfusion.methods.base import Method, MethodSpec, trained_weights_option
 from robustfusion.modules.evidential import (
-    EVIDENCE_ACTIVATIONS,
+    check_evidence_options,
     evidence_from_logits,
     evidential_loss,
+    kl_annealing,
+    view_heads,
 )
 from robustfusion.registry import METHODS
 from robustfusion.types import Batch, FusionOutput
@@ -181,27 +183,19 @@ class ECML(Method):
             raise ConfigError(
                 f"ecml: unknown aggregation {aggregation!r}; choose one of {', '.join(AGGREGATIONS)}"
             )
-        if evidence not in EVIDENCE_ACTIVATIONS:
-            raise ConfigError(
-                f"ecml: unknown evidence activation {evidence!r}; choose one of "
-                f"{', '.join(EVIDENCE_ACTIVATIONS)}"
-            )
-        if annealing_epochs < 1:
-            raise ConfigError(f"ecml: annealing_epochs must be >= 1, got {annealing_epochs}")
+        check_evidence_options("ecml", evidence, annealing_epochs)
         if not gamma >= 0:
             raise ConfigError(f"ecml: gamma must be >= 0, got {gamma}")
         self.aggregation = aggregation
         self.gamma = float(gamma)
         self.annealing_epochs = int(annealing_epochs)
         self.evidence = evidence
-        self.heads = nn.ModuleDict(
-            {m: nn.Linear(spec.feature_dims[m], spec.num_classes) for m in self.modalities}
-        )
+        self.heads = view_heads(self.modalities, spec.feature_dims, spec.num_classes)
         self.register_buffer("kl_weight", torch.tensor(1.0))
 
     def on_epoch_start(self, epoch: int, max_epochs: int) -> None:
-        """``lambda_t = min(1, t / annealing_epochs)`` with ``t = epoch + 1`` (1-based, as the code)."""
-        self.kl_weight.fill_(min(1.0, (epoch + 1) / self.annealing_epochs))
+        """The KL term's weight for this epoch (:func:`kl_annealing`)."""
+        self.kl_weight.fill_(kl_annealing(epoch, self.annealing_epochs))
 
     def forward(
         self, features: Mapping[str, Tensor], present: Mapping[str, Tensor]

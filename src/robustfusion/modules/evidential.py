@@ -7,13 +7,41 @@ belief ``b = e / S`` and uncertainty ``u = K / S`` (so ``sum b + u = 1``).
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
+
+from robustfusion.errors import ConfigError
 
 #: Non-negative activations that turn head outputs into evidence. The paper names ReLU; the
 #: authors' code (and our default) uses softplus, which keeps a gradient for negative inputs.
 EVIDENCE_ACTIVATIONS = ("softplus", "relu", "exp")
+
+
+def check_evidence_options(method: str, evidence: str, annealing_epochs: int) -> None:
+    """One-line ``ConfigError`` for an unknown activation or an annealing shorter than 1 epoch."""
+    if evidence not in EVIDENCE_ACTIVATIONS:
+        raise ConfigError(
+            f"{method}: unknown evidence activation {evidence!r}; choose one of "
+            f"{', '.join(EVIDENCE_ACTIVATIONS)}"
+        )
+    if annealing_epochs < 1:
+        raise ConfigError(f"{method}: annealing_epochs must be >= 1, got {annealing_epochs}")
+
+
+def view_heads(
+    modalities: Sequence[str], feature_dims: Mapping[str, int], num_classes: int
+) -> nn.ModuleDict:
+    """One linear evidence head per view (TMC's and RCML's per-view classifiers)."""
+    return nn.ModuleDict({m: nn.Linear(feature_dims[m], num_classes) for m in modalities})
+
+
+def kl_annealing(epoch: int, annealing_epochs: int) -> float:
+    """``lambda_t = min(1, t / annealing_epochs)`` with ``t = epoch + 1`` (1-based, as the
+    authors' code of TMC and RCML)."""
+    return min(1.0, (epoch + 1) / annealing_epochs)
 
 
 def evidence_from_logits(logits: Tensor, activation: str = "softplus") -> Tensor:
