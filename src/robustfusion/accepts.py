@@ -74,7 +74,7 @@ class Accepts:
         if value is None:
             if self.optional or self.kind == "any":
                 return None
-            raise self.refusal(name, "empty")
+            raise self.refusal(name, None)
         if self.kind == "any":
             return value
         if self.kind == "bool":
@@ -116,7 +116,9 @@ class Accepts:
         return value
 
     def refusal(self, name: str, value: Any) -> ConfigError:
-        shown = "nothing" if value in ("empty", "") else repr(value)
+        shown = (
+            "nothing" if value is None or (isinstance(value, str) and not value) else repr(value)
+        )
         return ConfigError(f"{name} accepts {self.describe()}, got {shown}")
 
     # ---------------------------------------------------------------- parsing text

@@ -17,7 +17,13 @@ from typing import Any
 from robustfusion.accepts import TEXT, Accepts, ArgType, PairType, choice
 from robustfusion.commands._options import flat_options, nested_options
 from robustfusion.errors import ConfigError
-from robustfusion.training.config import LIMITS, OPTIMIZERS, RECIPE_SETTINGS, default_value
+from robustfusion.training.config import (
+    LIMITS,
+    MAX_DEVICES,
+    OPTIMIZERS,
+    RECIPE_SETTINGS,
+    default_value,
+)
 
 GROUPS = {
     "data": "data",
@@ -201,7 +207,7 @@ SETTINGS: tuple[Setting, ...] = (
 
 
 class DevicesType(ArgType):
-    """``--devices``: a count from 1 to 1024, ``auto``, or a comma-separated list of device
+    """``--devices``: a count from 1 to ``MAX_DEVICES``, ``auto``, or a comma-separated list of device
     indices (``0,1``)."""
 
     def __init__(self, flag: str) -> None:
@@ -211,7 +217,7 @@ class DevicesType(ArgType):
         value = text.strip()
         if value == "auto":
             return value
-        if value.isdigit() and 1 <= int(value) <= 1024:
+        if value.isdigit() and 1 <= int(value) <= MAX_DEVICES:
             return int(value)
         parts = value.split(",")
         if "," in value and all(p.strip().isdigit() for p in parts):
@@ -219,7 +225,7 @@ class DevicesType(ArgType):
         raise argparse.ArgumentTypeError(f"{self.flag} accepts {self.describe()}, got {text!r}")
 
     def describe(self) -> str:
-        return "a count from 1 to 1024, auto, or a list of device indices such as 0,1"
+        return f"a count from 1 to {MAX_DEVICES}, auto, or a list of device indices such as 0,1"
 
 
 def add_settings(parser: argparse.ArgumentParser, exclude: Iterable[str] = ()) -> list[Setting]:

@@ -298,11 +298,14 @@ class Benchmark:
             return
         if not self.out.is_dir():
             raise RunFolderError(f"--out {self.out} is a file, not a folder: give a folder")
+        from robustfusion.evaluation.report import PART_FILE
+        from robustfusion.training.run import CONFIG_FILE, MODEL_FILE
+
         if (self.out / META_FILE).exists() or (self.out / RESULTS_FILE).exists():
             return
-        own = {RUNS_DIR, "suite_part.json"}  # what a suite writes before its part's benchmark
+        own = {RUNS_DIR, PART_FILE}  # what a suite writes before its part's benchmark
         held = sorted(p.name for p in self.out.iterdir() if p.name not in own)
-        if "config.yaml" in held or "model.pt" in held:
+        if CONFIG_FILE in held or MODEL_FILE in held:
             raise RunFolderError(
                 f"--out {self.out} holds a training run, not a benchmark: give a new folder"
             )

@@ -38,6 +38,8 @@ RECIPE_SETTINGS = ("optimizer", "lr", "weight_decay", "momentum", "gradient_clip
 #: many epochs it runs (``--resume --epochs N`` extends it) and where it runs (results do not
 #: depend on them: every random draw is seeded).
 RESUMABLE_CHANGES = ("out", "epochs", "accelerator", "num_workers")
+#: The most devices (processes) ``devices`` may ask for.
+MAX_DEVICES = 1024
 #: What each numeric setting accepts: the command line refuses other values while parsing, and
 #: :meth:`TrainConfig.check` refuses them in a config file. Upper bounds are sanity limits (a
 #: typo such as ``--epochs 300000000`` is refused rather than run for years).
@@ -247,7 +249,7 @@ class TrainConfig:
             raise ConfigError(
                 f"unknown optimizer {self.optimizer!r}: choose one of {', '.join(OPTIMIZERS)}"
             )
-        if isinstance(self.devices, int) and not 1 <= self.devices <= 1024:
+        if isinstance(self.devices, int) and not 1 <= self.devices <= MAX_DEVICES:
             raise ConfigError(
                 f"devices must be at least 1 (or auto, or a list), got {self.devices}"
             )

@@ -56,6 +56,7 @@ from robustfusion.errors import (
 )
 from robustfusion.lock import FolderLock
 from robustfusion.model import MultimodalModel
+from robustfusion.threads import available_cores
 from robustfusion.training.build import build_model, load_data
 from robustfusion.training.callbacks import BestModel, EpochEnd
 from robustfusion.training.config import RESUMABLE_CHANGES, TrainConfig
@@ -284,8 +285,8 @@ def check_hardware(config: TrainConfig) -> None:
     from lightning.fabric.utilities.exceptions import MisconfigurationException
 
     if config.accelerator == "cpu" and isinstance(config.devices, int):
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-        if config.devices > (cores or 1):
+        cores = available_cores()
+        if config.devices > cores:
             raise ConfigError(
                 f"--devices {config.devices} asks for {config.devices} CPU processes (DDP) on a "
                 f"machine where this process may use {cores} core(s): give --devices {cores} or "
