@@ -55,6 +55,11 @@ class Registry(Generic[T]):
             )
         return self._entries[name].factory
 
+    def description(self, name: str) -> str:
+        """The one-line description registered with ``name`` (unknown names raise as :meth:`get`)."""
+        self.get(name)
+        return self._entries[name].description
+
     def facts(self, name: str) -> Any:
         """The facts registered with ``name`` (unknown names raise as :meth:`get` does)."""
         self.get(name)

@@ -33,7 +33,8 @@ class SuitePart:
 
     ``train`` holds TrainConfig settings (dataset, options, epochs, sizes); ``method_overrides``
     training settings per method label; ``reference`` figures from elsewhere to print beside ours
-    (e.g. the official TMC code's accuracies), keyed by a description.
+    (e.g. the official TMC code's accuracies), keyed by a description; ``group`` and ``compare``
+    see below.
     """
 
     name: str
@@ -45,6 +46,12 @@ class SuitePart:
     method_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     weight_controls: bool = True
     reference: dict[str, Any] = field(default_factory=dict)
+    #: Which half of a suite split for honest tuning the part belongs to (e.g. ``development`` or
+    #: ``evaluation``), shown on the results page; empty: none.
+    group: str = ""
+    #: Methods whose clean cost and per-modality noise gain against ``static`` the results page
+    #: tabulates (:mod:`robustfusion.evaluation.report.claims`); empty: no such table.
+    compare: tuple[str, ...] = ()
 
     def config(self, out: Path, jobs: int, threads_per_job: int = 1) -> BenchmarkConfig:
         return BenchmarkConfig(
@@ -135,7 +142,13 @@ def run_suite(
         for part in chosen:
             write_json(
                 out / part.name / PART_FILE,
-                {"name": part.name, "note": part.note, "reference": part.reference},
+                {
+                    "name": part.name,
+                    "note": part.note,
+                    "reference": part.reference,
+                    "group": part.group,
+                    "compare": list(part.compare),
+                },
             )
             benchmark = Benchmark(part.config(out, jobs, threads_per_job), progress=progress)
             reports[part.name] = benchmark.run()

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from robustfusion.atomic import write_bytes, write_text
+from robustfusion.evaluation.report.claims import claim_summary, claim_table
 from robustfusion.evaluation.report.document import REPORT_FILE, write_report
 from robustfusion.evaluation.report.figures import FIGURES_DIR
 from robustfusion.evaluation.report.reading import Folder
@@ -173,6 +174,8 @@ def write_results_page(
         "F1, ECE, nAUC and PCR columns, a one-sample t-test against 0 for the weight columns.",
         "",
     ]
+    sections: list[str] = []
+    compared: list[tuple[str, str, Folder, list[str]]] = []
     for path, name in zip(folders, names, strict=True):
         path = Path(path)
         write_report(path)
@@ -182,7 +185,21 @@ def write_results_page(
         if part.get("name") and part["name"] != name:
             title = f"{part['name']} ({name})"
         slug = name if names.count(name) == 1 else f"{name}-{path.name}"
-        lines += _dataset_section(folder, title, figures_root / slug, out.parent, part)
+        sections += _dataset_section(folder, title, figures_root / slug, out.parent, part)
+        if part.get("compare"):
+            compared.append((title, part.get("group", ""), folder, list(part["compare"])))
+    summary = claim_summary(compared)
+    if summary:
+        lines += [
+            "## Robust without a clean cost?",
+            "",
+            "Every compared method on every dataset: clean accuracy against static, and the "
+            "modality where Gaussian noise hurts it most against static (accuracy averaged over "
+            "the grid's non-zero severities); each dataset's section has every modality.",
+            "",
+            *summary,
+        ]
+    lines += sections
     write_text(out, "\n".join(lines) + "\n")
     return out
 
@@ -208,6 +225,8 @@ def _dataset_section(
     titles, table, against_zero = dataset_columns(folder)
     part = part or {}
     lines = [f"## {title}", ""]
+    if part.get("group"):
+        lines += [f"Half of the suite: **{part['group']}**.", ""]
     if part.get("note"):
         lines += [part["note"] + ".", ""]
     lines.append(
@@ -240,6 +259,8 @@ def _dataset_section(
                 cells.append(_cell(values, p))
         lines.append(f"| {m} | " + " | ".join(cells) + f" | {len(results.seeds_of(m))} |")
     lines.append("")
+    if part.get("compare"):
+        lines += claim_table(folder, part["compare"])
     source = folder.path / FIGURES_DIR
     for png in sorted(source.glob("*.png")) if source.is_dir() else []:
         target = figures / png.name

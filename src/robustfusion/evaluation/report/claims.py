@@ -1,0 +1,190 @@
+""" "Robust without a clean cost?": a method's clean accuracy and its accuracy under noise on each
+modality, each against ``static`` and paired over seeds (issue 20's test of a claim).
+
+A method *meets* the claim on a benchmark folder when its mean clean accuracy is at least
+static's minus :data:`CLEAN_TOLERANCE` and, for every modality, its accuracy under the corruption
+on that modality alone, averaged over the grid's non-zero severities, is above static's. The
+tables give the numbers behind the verdict, with the paired t-test of each difference.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from robustfusion.evaluation.report.reading import Folder
+from robustfusion.evaluation.report.statistics import ALPHA, mean_std, paired_p_value
+from robustfusion.evaluation.report.tables import number
+from robustfusion.evaluation.results import CLEAN
+
+#: Clean accuracy a robust method may give up to static and still meet the claim (1 point).
+CLEAN_TOLERANCE = 0.01
+REFERENCE = "static"
+
+
+@dataclass(frozen=True)
+class Difference:
+    """Per-seed differences ``method - static`` with their paired two-sided p-value."""
+
+    by_seed: dict[int, float]
+    p: float
+
+    @property
+    def mean(self) -> float:
+        return mean_std(list(self.by_seed.values()))[0]
+
+    def cell(self, digits: int = 3) -> str:
+        if not self.by_seed:
+            return "–"
+        mean, std = mean_std(list(self.by_seed.values()))
+        mark = "" if not math.isnan(self.p) and self.p < ALPHA else " †"
+        return f"{number(mean, digits, sign=True)} ± {number(std, digits)}{mark}"
+
+
+@dataclass(frozen=True)
+class ClaimRow:
+    """One method on one folder: static's clean accuracy, the clean difference and the
+    difference under ``corruption`` on each modality alone (mean over non-zero severities)."""
+
+    method: str
+    static_clean: dict[int, float]
+    clean: Difference
+    noise: dict[str, Difference]
+    #: non-zero severities at which the method's mean accuracy is above static's, per modality
+    ahead_at: dict[str, tuple[int, int]]
+
+    @property
+    def meets(self) -> bool:
+        if not self.clean.by_seed or not self.noise:
+            return False
+        return self.clean.mean >= -CLEAN_TOLERANCE - 1e-12 and all(
+            d.by_seed and d.mean > 0 for d in self.noise.values()
+        )
+
+
+def _difference(values: dict[int, float], reference: dict[int, float]) -> Difference:
+    seeds = sorted(set(values) & set(reference))
+    diffs = {s: values[s] - reference[s] for s in seeds}
+    return Difference(diffs, paired_p_value(diffs, None))
+
+
+def _finite(values: dict[int, float]) -> dict[int, float]:
+    return {s: v for s, v in values.items() if not math.isnan(v)}
+
+
+def claim_rows(
+    folder: Folder, methods: Sequence[str], corruption: str = "gaussian"
+) -> list[ClaimRow]:
+    """A :class:`ClaimRow` per method of ``methods`` present in ``folder`` (none without static)."""
+    results = folder.results
+    if REFERENCE not in results.methods:
+        return []
+    severities = [s for s in folder.severities.get(corruption, []) if s > 0]
+
+    def clean(method: str) -> dict[int, float]:
+        return _finite(
+            {
+                s: results.value(method, s, CLEAN, "all", 0.0, "accuracy")
+                for s in results.seeds_of(method)
+            }
+        )
+
+    def noisy(method: str, modality: str, severity: float) -> dict[int, float]:
+        return _finite(
+            {
+                s: results.value(method, s, corruption, modality, severity, "accuracy")
+                for s in results.seeds_of(method)
+            }
+        )
+
+    def averaged(method: str, modality: str) -> dict[int, float]:
+        per = [noisy(method, modality, v) for v in severities]
+        seeds = set.intersection(*(set(p) for p in per)) if per else set()
+        return {s: sum(p[s] for p in per) / len(per) for s in sorted(seeds)}
+
+    static_clean = clean(REFERENCE)
+    rows = []
+    for method in methods:
+        if method == REFERENCE or method not in results.methods:
+            continue
+        noise: dict[str, Difference] = {}
+        ahead: dict[str, tuple[int, int]] = {}
+        for modality in folder.modalities:
+            reference = averaged(REFERENCE, modality)
+            if not reference:
+                continue
+            noise[modality] = _difference(averaged(method, modality), reference)
+            wins = 0
+            for v in severities:
+                mine, theirs = noisy(method, modality, v), noisy(REFERENCE, modality, v)
+                if (
+                    mine
+                    and theirs
+                    and mean_std(list(mine.values()))[0] > mean_std(list(theirs.values()))[0]
+                ):
+                    wins += 1
+            ahead[modality] = (wins, len(severities))
+        rows.append(
+            ClaimRow(method, static_clean, _difference(clean(method), static_clean), noise, ahead)
+        )
+    return rows
+
+
+def claim_table(folder: Folder, methods: Sequence[str], corruption: str = "gaussian") -> list[str]:
+    """The per-folder Markdown section (empty when nothing can be compared)."""
+    rows = claim_rows(folder, methods, corruption)
+    if not rows:
+        return []
+    modalities = list(rows[0].noise)
+    static = mean_std(list(rows[0].static_clean.values()))
+    lines = [
+        f"**Robust without a clean cost?** Static's clean accuracy {number(static[0], 3)} ± "
+        f"{number(static[1], 3)}. Δ: method − static, mean ± std over seeds of the paired "
+        f"differences (**†**: not significant at p < {ALPHA:g}); under {corruption} noise on one "
+        "modality, averaged over the grid's non-zero severities, with the number of severities "
+        f"at which the method's mean is ahead. Meets: clean Δ ≥ −{CLEAN_TOLERANCE:g} and ahead "
+        "on every modality.",
+        "",
+        "| method | clean Δ | "
+        + " | ".join(f"{corruption} on {m}: Δ (ahead at)" for m in modalities)
+        + " | meets |",
+        "|---|---|" + "---|" * len(modalities) + "---|",
+    ]
+    for row in rows:
+        cells = [
+            f"{row.noise[m].cell()} ({row.ahead_at[m][0]}/{row.ahead_at[m][1]})"
+            if m in row.noise
+            else "–"
+            for m in modalities
+        ]
+        lines.append(
+            f"| {row.method} | {row.clean.cell()} | "
+            + " | ".join(cells)
+            + f" | {'yes' if row.meets else '**no**'} |"
+        )
+    return lines + [""]
+
+
+def claim_summary(
+    parts: Sequence[tuple[str, str, Folder, Sequence[str]]], corruption: str = "gaussian"
+) -> list[str]:
+    """One table over several folders ``(title, group, folder, methods)``: per dataset and
+    method, the clean Δ and the smallest per-modality noise Δ, and whether the claim is met."""
+    entries = [(t, g, r) for t, g, f, ms in parts for r in claim_rows(f, ms, corruption)]
+    if not entries:
+        return []
+    lines = [
+        "| dataset | half | method | static clean | clean Δ | worst modality under "
+        f"{corruption}: Δ | meets |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for title, group, row in entries:
+        static = mean_std(list(row.static_clean.values()))
+        worst = min(row.noise.items(), key=lambda kv: kv[1].mean, default=None)
+        worst_cell = f"{worst[1].cell()} ({worst[0]})" if worst else "–"
+        lines.append(
+            f"| {title} | {group or '–'} | {row.method} | {number(static[0], 3)} | "
+            f"{row.clean.cell()} | {worst_cell} | {'yes' if row.meets else '**no**'} |"
+        )
+    return lines + [""]
