@@ -11,7 +11,12 @@ from scipy.stats import spearmanr
 from robustfusion.encoders.base import build_encoder
 from robustfusion.errors import ConfigError
 from robustfusion.methods.base import MethodSpec, build_method
-from robustfusion.methods.udml import PAPER_TRAINING, SPECTROGRAM_FALLBACK_SCALE, UDML
+from robustfusion.methods.udml import (
+    PAPER_TRAINING,
+    PRESETS,
+    SPECTROGRAM_FALLBACK_SCALE,
+    UDML,
+)
 from robustfusion.model import MultimodalModel
 from robustfusion.modules.linear_head import ConcatLinearHead
 from robustfusion.modules.probabilistic import gaussian_kl_rows
@@ -49,9 +54,14 @@ def make_batch(size: int = 12, seed: int = 0) -> Batch:
     )
 
 
+#: The authors' structure (linear head, BatchNorm heads, clean warm-up to 0.5 / full weights from
+#: 0.6) that most tests below check; the default preset departs from it (test_default_preset_*).
+AUTHORS_STRUCTURE = {"vector_norm": "batch", "clean_until": 0.5, "full_weights_from": 0.6}
+
+
 def make_model(spec: MethodSpec = SPEC, **options: object) -> MultimodalModel:
     torch.manual_seed(0)
-    method = build_method("udml", spec, {"udml": options})
+    method = build_method("udml", spec, {"udml": {**AUTHORS_STRUCTURE, **options}})
     encoders = {m: build_encoder(None, spec.input_shapes[m], 16, spatial=True) for m in MODS}
     return MultimodalModel(encoders, method)
 
@@ -356,6 +366,20 @@ def test_clean_phase_keeps_inputs_and_alpha_only_weights() -> None:
     assert bool(method.estimator_ready) and "method.estimator_ready" in model.state_dict()
     model.eval()
     assert not torch.equal(model(batch).extras["uncertainty"], torch.ones(12, 3))
+
+
+def test_default_preset_departs_from_the_authors_for_the_clean_cost() -> None:
+    # docs/udml.md, "Clean cost": LayerNorm vector heads and a shorter warm-up; the authors' head
+    default = build_method("udml", SPEC, {})
+    assert default.head_kind == "linear" and isinstance(default.linear_head, ConcatLinearHead)
+    assert (default.clean_until, default.full_weights_from) == (0.2, 0.3)
+    assert [default.selectable_epoch(e, 10) for e in range(10)] == [False] * 3 + [True] * 7
+    paper = build_method("udml", SPEC, {"udml": {"preset": "paper"}})
+    assert paper.head_kind == "linear" and isinstance(paper.linear_head, ConcatLinearHead)
+    assert (paper.clean_until, paper.full_weights_from) == (0.5, 0.6)
+    assert (
+        PRESETS["default"]["vector_norm"] == "layer" and PRESETS["paper"]["vector_norm"] == "batch"
+    )
 
 
 def test_validation_selects_only_full_weight_epochs() -> None:
