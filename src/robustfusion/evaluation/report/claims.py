@@ -21,6 +21,8 @@ from robustfusion.evaluation.results import CLEAN
 #: Clean accuracy a robust method may give up to static and still meet the claim (1 point).
 CLEAN_TOLERANCE = 0.01
 REFERENCE = "static"
+#: Slack of the comparisons: differences of averaged accuracies that tie up to rounding are ties.
+_EPS = 1e-12
 
 
 @dataclass(frozen=True)
@@ -58,8 +60,8 @@ class ClaimRow:
     def meets(self) -> bool:
         if not self.clean.by_seed or not self.noise:
             return False
-        return self.clean.mean >= -CLEAN_TOLERANCE - 1e-12 and all(
-            d.by_seed and d.mean > 0 for d in self.noise.values()
+        return self.clean.mean >= -CLEAN_TOLERANCE - _EPS and all(
+            d.by_seed and d.mean > _EPS for d in self.noise.values()
         )
 
 
@@ -121,7 +123,7 @@ def claim_rows(
                 if (
                     mine
                     and theirs
-                    and mean_std(list(mine.values()))[0] > mean_std(list(theirs.values()))[0]
+                    and mean_std(list(mine.values()))[0] > mean_std(list(theirs.values()))[0] + _EPS
                 ):
                     wins += 1
             ahead[modality] = (wins, len(severities))
