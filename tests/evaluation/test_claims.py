@@ -4,6 +4,7 @@ static, the paired tests, the verdict, its tables on the results page; the suite
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
 from collections.abc import Sequence
@@ -17,6 +18,7 @@ from robustfusion.evaluation import suites
 from robustfusion.evaluation.report import PART_FILE, Folder, write_results_page
 from robustfusion.evaluation.report.claims import (
     CLEAN_TOLERANCE,
+    EACH,
     Difference,
     claim_rows,
     claim_summary,
@@ -31,31 +33,44 @@ SEVERITIES = (0.5, 1.0, 2.0)
 STATIC_CLEAN = (0.90, 0.91, 0.92)
 
 
-# A method: clean differences to static per seed, and per modality the offsets to static at
-# severities 0.5, 1, 2 plus a per-seed jitter (mean 0, so the per-severity means move by the
-# offsets alone and the per-seed differences of the averages are mean(offsets) + jitter).
+# A method: clean differences to static per seed, and per target (`each`, then each modality
+# alone) the offsets to static at severities 0.5, 1, 2 plus a per-seed jitter (mean 0, so the
+# per-severity means move by the offsets alone and the per-seed differences of the averages are
+# mean(offsets) + jitter); None: no result (nan accuracy) under that target.
 Spec = dict[str, Any]
 JITTER = (0.0, 0.01, -0.01)
 NONE = (0.0, 0.0, 0.0)
 DEV: dict[str, Spec] = {
-    # clean Δ exactly -0.01 (the boundary), ahead on both modalities: meets
-    "udml": {"clean": (-0.02, -0.01, 0.0), "a": ((0.05, 0.05, 0.05), JITTER),
-             "b": ((0.03, -0.01, 0.01), JITTER)},
-    # clean Δ -0.011: just past the tolerance, ahead on both modalities: does not meet
-    "dms": {"clean": (-0.012, -0.011, -0.010), "a": ((0.02, 0.02, 0.02), (0.01, 0.0, -0.01)),
+    # clean Δ exactly -0.01 (the boundary), ahead on each and on both modalities: meets
+    "udml": {"clean": (-0.02, -0.01, 0.0), "each": ((0.02, 0.02, 0.02), JITTER),
+             "a": ((0.05, 0.05, 0.05), JITTER), "b": ((0.03, -0.01, 0.01), JITTER)},
+    # clean Δ -0.011: just past the tolerance, ahead on each and both modalities: does not meet
+    "dms": {"clean": (-0.012, -0.011, -0.010), "each": ((0.03, 0.03, 0.03), (0.01, 0.0, -0.01)),
+            "a": ((0.02, 0.02, 0.02), (0.01, 0.0, -0.01)),
             "b": ((0.04, 0.04, 0.04), (0.01, 0.0, -0.01))},
+    # clean gain, ahead on each and a, no result on b (nan): does not meet
+    "gated": {"clean": (0.0, 0.01, 0.02), "each": ((0.01, 0.01, 0.01), JITTER),
+              "a": ((0.02, 0.02, 0.02), JITTER), "b": None},
 }  # fmt: skip
 EVAL: dict[str, Spec] = {
-    # clean gain, behind on b (ahead at one severity only): does not meet
-    "udml": {"clean": (0.01, 0.0, 0.02), "a": ((0.02, 0.02, 0.02), JITTER),
-             "b": ((-0.03, -0.01, 0.01), JITTER)},
-    # clean identical to static (Δ 0, no test possible), identical on b (Δ 0): does not meet
-    "dms": {"clean": NONE, "a": ((0.03, 0.03, 0.03), (0.01, 0.0, -0.01)), "b": (NONE, NONE)},
+    # clean gain, ahead on each, behind on b (ahead at one severity only): does not meet
+    "udml": {"clean": (0.01, 0.0, 0.02), "each": ((0.04, 0.04, 0.04), JITTER),
+             "a": ((0.02, 0.02, 0.02), JITTER), "b": ((-0.03, -0.01, 0.01), JITTER)},
+    # clean identical to static (Δ 0, no test possible), ahead on each, identical on b (Δ 0):
+    # does not meet
+    "dms": {"clean": NONE, "each": ((0.02, 0.02, 0.02), (0.01, 0.0, -0.01)),
+            "a": ((0.03, 0.03, 0.03), (0.01, 0.0, -0.01)), "b": (NONE, NONE)},
+    # clean gain, ahead on both modalities, behind on each (ahead at one severity): does not meet
+    "gated": {"clean": (0.0, 0.01, 0.02), "each": ((-0.02, 0.01, -0.02), JITTER),
+              "a": ((0.01, 0.01, 0.01), JITTER), "b": ((0.02, 0.02, 0.02), (0.01, 0.0, -0.01))},
 }  # fmt: skip
+METHODS = ("static", "udml", "dms", "gated")
+#: static's accuracy under noise at severity 0 (minus 0.1 per unit of severity, plus 0.01 per seed)
+STATIC_NOISY = {"each": 0.75, "a": 0.80, "b": 0.70}
 
 
-def _static_noisy(modality: str, severity: float, seed: int) -> float:
-    return {"a": 0.80, "b": 0.70}[modality] - 0.1 * severity + 0.01 * seed
+def _static_noisy(target: str, severity: float, seed: int) -> float:
+    return STATIC_NOISY[target] - 0.1 * severity + 0.01 * seed
 
 
 def _accuracy(specs: dict[str, Spec], method: str, seed: int, corruption: str, severity: float,
@@ -63,10 +78,12 @@ def _accuracy(specs: dict[str, Spec], method: str, seed: int, corruption: str, s
     spec = specs.get(method)
     if corruption == "none" or severity == 0:
         return STATIC_CLEAN[seed] + (spec["clean"][seed] if spec else 0.0)
-    if target not in ("a", "b"):
-        return 0.6 - 0.1 * severity + 0.01 * seed  # all / each: not read by the claim
+    if target not in STATIC_NOISY:
+        return 0.6 - 0.1 * severity + 0.01 * seed  # all: not read by the claim
     value = _static_noisy(target, severity, seed)
     if spec:
+        if spec[target] is None:
+            return math.nan
         offsets, jitter = spec[target]
         value += offsets[SEVERITIES.index(severity)] + jitter[seed]
     return value
@@ -76,7 +93,7 @@ def _folder(
     path: Path,
     specs: dict[str, Spec],
     dataset: str,
-    methods: Sequence[str] = ("static", "udml", "dms"),
+    methods: Sequence[str] = METHODS,
     seeds: Sequence[int] = SEEDS,
     part: dict[str, Any] | None = None,
 ) -> Path:
@@ -127,7 +144,7 @@ def _t2_p(diffs: Sequence[float]) -> float:
 
 def _rows(tmp_path: Path, specs: dict[str, Spec], name: str = "dev") -> dict[str, Any]:
     folder = Folder.read(_folder(tmp_path / name, specs, f"toy_{name}"))
-    return {r.method: r for r in claim_rows(folder, ["udml", "dms", "static", "absent"])}
+    return {r.method: r for r in claim_rows(folder, ["udml", "dms", "static", "absent", "gated"])}
 
 
 # ------------------------------------------------------------------------------ claim_rows
@@ -135,18 +152,26 @@ def _rows(tmp_path: Path, specs: dict[str, Spec], name: str = "dev") -> dict[str
 
 def test_per_seed_differences_and_paired_tests(tmp_path: Path) -> None:
     rows = _rows(tmp_path, DEV)
-    assert list(rows) == ["udml", "dms"]  # static is the reference; absent methods are skipped
+    # in the order asked; static is the reference; absent methods are skipped
+    assert list(rows) == ["udml", "dms", "gated"]
     udml = rows["udml"]
     assert udml.static_clean == pytest.approx(dict(enumerate(STATIC_CLEAN)))
-    # method - static, per seed: clean, then under noise on each modality alone averaged over
-    # the non-zero severities (mean of the offsets + the seed's jitter)
+    # method - static, per seed: clean, then under noise on `each` (target "each", not "all")
+    # and on each modality alone, averaged over the non-zero severities (mean of the offsets +
+    # the seed's jitter); `each` first, then the modalities in the folder's order
+    assert EACH == "each" and list(udml.noise) == ["each", "a", "b"]
     assert udml.clean.by_seed == pytest.approx({0: -0.02, 1: -0.01, 2: 0.0})
+    assert udml.noise["each"].by_seed == pytest.approx({0: 0.02, 1: 0.03, 2: 0.01})
     assert udml.noise["a"].by_seed == pytest.approx({0: 0.05, 1: 0.06, 2: 0.04})
     assert udml.noise["b"].by_seed == pytest.approx({0: 0.01, 1: 0.02, 2: 0.0})
     assert udml.clean.mean == pytest.approx(-0.01)
+    assert udml.noise["each"].mean == pytest.approx(0.02)
     assert udml.clean.p == pytest.approx(_t2_p([-0.02, -0.01, 0.0]))  # 1 - sqrt(0.6) ≈ 0.225
+    assert udml.noise["each"].p == pytest.approx(_t2_p([0.02, 0.03, 0.01]))  # ≈ 0.074
     assert udml.noise["a"].p == pytest.approx(_t2_p([0.05, 0.06, 0.04]))  # ≈ 0.013
     dms = rows["dms"]
+    assert dms.noise["each"].by_seed == pytest.approx({0: 0.04, 1: 0.03, 2: 0.02})
+    assert dms.noise["each"].p == pytest.approx(_t2_p([0.04, 0.03, 0.02]))  # ≈ 0.035
     assert dms.clean.by_seed == pytest.approx({0: -0.012, 1: -0.011, 2: -0.010})
     assert dms.clean.mean < 0 and dms.clean.p == pytest.approx(_t2_p([-0.012, -0.011, -0.010]))
     # the test is two-sided: the same differences with the other sign give the same p
@@ -155,6 +180,16 @@ def test_per_seed_differences_and_paired_tests(tmp_path: Path) -> None:
     from robustfusion.evaluation.report.statistics import paired_p_value
 
     assert paired_p_value(flipped.by_seed, None) == pytest.approx(dms.clean.p)
+    # no result (nan) on b for any seed: no per-seed difference, mean and p nan
+    gated = rows["gated"]
+    assert list(gated.noise) == ["each", "a", "b"] and gated.noise["b"].by_seed == {}
+    assert math.isnan(gated.noise["b"].mean) and math.isnan(gated.noise["b"].p)
+    assert gated.noise["b"].cell() == "–"
+    assert gated.noise["each"].by_seed == pytest.approx({0: 0.01, 1: 0.02, 2: 0.0})
+    assert gated.noise["a"].by_seed == pytest.approx({0: 0.02, 1: 0.03, 2: 0.01})
+    ev = _rows(tmp_path, EVAL, "eval")["gated"]
+    assert ev.noise["each"].by_seed == pytest.approx({0: -0.01, 1: 0.0, 2: -0.02})
+    assert ev.noise["each"].p == pytest.approx(_t2_p([-0.01, 0.0, -0.02]))
 
 
 def test_identical_results_and_one_seed_give_no_test(tmp_path: Path) -> None:
@@ -173,12 +208,29 @@ def test_meets_at_the_boundaries(tmp_path: Path) -> None:
     dev = _rows(tmp_path, DEV)
     assert CLEAN_TOLERANCE == 0.01
     assert dev["udml"].clean.mean == pytest.approx(-0.01) and dev["udml"].meets  # Δ = -0.01 meets
-    assert not dev["dms"].meets  # Δ = -0.011, although ahead on every modality
+    assert not dev["dms"].meets  # Δ = -0.011, although ahead on each and on every modality
+    assert set(dev["dms"].noise) == {"each", "a", "b"}
     assert all(d.mean > 0 for d in dev["dms"].noise.values())
+    # no result on b: not ahead there, whatever the rest
+    gated = dev["gated"]
+    assert gated.clean.mean == pytest.approx(0.01) and gated.noise["each"].mean > 0
+    assert gated.noise["a"].mean > 0 and not gated.meets
     ev = _rows(tmp_path, EVAL, "eval")
-    assert ev["udml"].clean.mean > 0 and ev["udml"].noise["b"].mean < 0 and not ev["udml"].meets
+    assert ev["udml"].clean.mean > 0 and ev["udml"].noise["each"].mean > 0
+    assert ev["udml"].noise["b"].mean < 0 and not ev["udml"].meets
     assert ev["dms"].clean.mean == 0 and ev["dms"].noise["b"].mean == 0  # a tie is not ahead
-    assert ev["dms"].noise["a"].mean > 0 and not ev["dms"].meets
+    assert ev["dms"].noise["each"].mean > 0 and ev["dms"].noise["a"].mean > 0
+    assert not ev["dms"].meets
+    # behind static on `each` while clean is fine and every single modality is ahead: no
+    behind = ev["gated"]
+    assert behind.clean.mean == pytest.approx(0.01)
+    assert behind.noise["each"].mean == pytest.approx(-0.01)
+    assert behind.noise["a"].mean == pytest.approx(0.01)
+    assert behind.noise["b"].mean == pytest.approx(0.02)
+    assert not behind.meets
+    # ... and `each` alone decides it: without it the same row would meet
+    singles = {m: d for m, d in behind.noise.items() if m != EACH}
+    assert dataclasses.replace(behind, noise=singles).meets
 
 
 def test_meets_with_exact_decimal_differences() -> None:
@@ -200,6 +252,14 @@ def test_meets_with_exact_decimal_differences() -> None:
     assert not row(0.0, {"a": 0.001, "b": 0.0}).meets
     assert not row(0.0, {"a": 0.001, "b": -0.001}).meets
     assert not row(0.0, {}).meets  # nothing under noise: no verdict for the method
+    # `each` is one more target that must be ahead
+    assert row(-0.01, {EACH: 0.001, "a": 0.001, "b": 0.02}).meets
+    assert not row(-0.01, {EACH: 0.0, "a": 0.001, "b": 0.02}).meets
+    assert not row(-0.01, {EACH: -0.001, "a": 0.001, "b": 0.02}).meets
+    assert not row(-0.011, {EACH: 0.001, "a": 0.001, "b": 0.02}).meets
+    empty_each = row(0.0, {"a": 0.001, "b": 0.02})
+    empty_each.noise[EACH] = Difference({}, math.nan)  # each in the grid, no seed to compare
+    assert not empty_each.meets
     assert not ClaimRow("m", {}, Difference({}, math.nan), {}, {}).meets
 
 
@@ -208,23 +268,40 @@ def test_ties_up_to_rounding_are_not_ahead(tmp_path: Path) -> None:
     at that severity, and a modality whose average ties does not meet the claim."""
     ties: dict[str, Spec] = {
         # b: offsets summing to 0; the per-seed averages differ from static's by 0 or 1.1e-16
-        "udml": {"clean": NONE, "a": ((0.02, 0.02, 0.02), NONE), "b": ((0.02, 0.04, -0.06), NONE)},
+        "udml": {"clean": NONE, "each": ((0.02, 0.02, 0.02), JITTER),
+                 "a": ((0.02, 0.02, 0.02), NONE), "b": ((0.02, 0.04, -0.06), NONE)},
         # b at severity 0.5: per-seed values summing to static's; their means differ by 1.1e-16
-        "dms": {"clean": NONE, "a": ((0.02, 0.02, 0.02), NONE), "b": (NONE, (0.05, 0.04, -0.09))},
+        "dms": {"clean": NONE, "each": ((0.02, 0.02, 0.02), JITTER),
+                "a": ((0.02, 0.02, 0.02), NONE), "b": (NONE, (0.05, 0.04, -0.09))},
+        # the same tie on `each`, every single modality ahead
+        "gated": {"clean": NONE, "each": ((0.02, 0.04, -0.06), NONE),
+                  "a": ((0.02, 0.02, 0.02), NONE), "b": ((0.02, 0.02, 0.02), NONE)},
     }  # fmt: skip
     rows = _rows(tmp_path, ties, "ties")
     assert rows["udml"].noise["b"].mean == pytest.approx(0.0, abs=1e-15)
-    assert not rows["udml"].meets and rows["udml"].ahead_at["b"] == (2, 3)
-    assert rows["dms"].ahead_at["b"] == (0, 3) and not rows["dms"].meets
+    assert rows["udml"].ahead_at == {"each": (3, 3), "a": (3, 3), "b": (2, 3)}
+    assert not rows["udml"].meets
+    assert rows["dms"].ahead_at == {"each": (3, 3), "a": (3, 3), "b": (0, 3)}
+    assert not rows["dms"].meets
+    assert rows["gated"].noise["each"].mean == pytest.approx(0.0, abs=1e-15)
+    assert rows["gated"].ahead_at == {"each": (2, 3), "a": (3, 3), "b": (3, 3)}
+    assert not rows["gated"].meets
 
 
 def test_ahead_at_counts_severities_by_mean(tmp_path: Path) -> None:
     dev = _rows(tmp_path, DEV)
-    assert dev["udml"].ahead_at == {"a": (3, 3), "b": (2, 3)}  # b: +0.03, -0.01, +0.01
-    assert dev["dms"].ahead_at == {"a": (3, 3), "b": (3, 3)}
+    assert list(dev["udml"].ahead_at) == ["each", "a", "b"]
+    assert dev["udml"].ahead_at == {"each": (3, 3), "a": (3, 3), "b": (2, 3)}  # b: +.03 -.01 +.01
+    assert dev["dms"].ahead_at == {"each": (3, 3), "a": (3, 3), "b": (3, 3)}
+    assert dev["gated"].ahead_at == {"each": (3, 3), "a": (3, 3), "b": (0, 3)}  # no result on b
     ev = _rows(tmp_path, EVAL, "eval")
-    assert ev["udml"].ahead_at == {"a": (3, 3), "b": (1, 3)}  # b: -0.03, -0.01, +0.01
-    assert ev["dms"].ahead_at == {"a": (3, 3), "b": (0, 3)}  # a tie is not ahead
+    assert ev["udml"].ahead_at == {"each": (3, 3), "a": (3, 3), "b": (1, 3)}  # b: -.03 -.01 +.01
+    assert ev["dms"].ahead_at == {"each": (3, 3), "a": (3, 3), "b": (0, 3)}  # a tie is not ahead
+    assert ev["gated"].ahead_at == {
+        "each": (1, 3),
+        "a": (3, 3),
+        "b": (3, 3),
+    }  # each: -.02 +.01 -.02
 
 
 def test_a_folder_without_static_has_no_claim(tmp_path: Path) -> None:
@@ -239,17 +316,32 @@ def test_a_folder_without_static_has_no_claim(tmp_path: Path) -> None:
 
 def test_claim_table_lines(tmp_path: Path) -> None:
     folder = Folder.read(_folder(tmp_path / "dev", DEV, "toy_dev"))
-    lines = claim_table(folder, ["udml", "dms"])
-    assert lines[0].startswith(
-        "**Robust without a clean cost?** Static's clean accuracy 0.910 ± 0.008. "
-    )
-    assert "p < 0.05" in lines[0] and "clean Δ ≥ −0.01" in lines[0]
-    assert lines[1:] == [
+    assert claim_table(folder, ["udml", "dms", "gated"]) == [
+        "**Robust without a clean cost?** Static's clean accuracy 0.910 ± 0.008. Δ: method − "
+        "static, mean ± std over seeds of the paired differences (**†**: not significant at "
+        "p < 0.05); under gaussian noise on `each` (every sample and modality with p = 0.5) and "
+        "on one modality at a time, averaged over the grid's non-zero severities, with the "
+        "number of severities at which the method's mean is ahead. Meets: clean Δ ≥ −0.01 and "
+        "ahead on `each` and on every modality.",
         "",
-        "| method | clean Δ | gaussian on a: Δ (ahead at) | gaussian on b: Δ (ahead at) | meets |",
-        "|---|---|---|---|---|",
-        "| udml | -0.010 ± 0.008 † | +0.050 ± 0.008 (3/3) | +0.010 ± 0.008 † (2/3) | yes |",
-        "| dms | -0.011 ± 0.001 | +0.020 ± 0.008 † (3/3) | +0.040 ± 0.008 (3/3) | **no** |",
+        "| method | clean Δ | gaussian `each`: Δ (ahead at) | gaussian on a: Δ (ahead at) | "
+        "gaussian on b: Δ (ahead at) | meets |",
+        "|---|---|---|---|---|---|",
+        "| udml | -0.010 ± 0.008 † | +0.020 ± 0.008 † (3/3) | +0.050 ± 0.008 (3/3) | "
+        "+0.010 ± 0.008 † (2/3) | yes |",
+        "| dms | -0.011 ± 0.001 | +0.030 ± 0.008 (3/3) | +0.020 ± 0.008 † (3/3) | "
+        "+0.040 ± 0.008 (3/3) | **no** |",
+        "| gated | +0.010 ± 0.008 † | +0.010 ± 0.008 † (3/3) | +0.020 ± 0.008 † (3/3) | "
+        "– (0/3) | **no** |",
+        "",
+    ]
+    ev = Folder.read(_folder(tmp_path / "eval", EVAL, "toy_eval"))
+    assert claim_table(ev, ["gated"])[2:] == [
+        "| method | clean Δ | gaussian `each`: Δ (ahead at) | gaussian on a: Δ (ahead at) | "
+        "gaussian on b: Δ (ahead at) | meets |",
+        "|---|---|---|---|---|---|",
+        "| gated | +0.010 ± 0.008 † | -0.010 ± 0.008 † (1/3) | +0.010 ± 0.008 † (3/3) | "
+        "+0.020 ± 0.008 † (3/3) | **no** |",
         "",
     ]
 
@@ -258,16 +350,29 @@ def test_claim_summary_over_two_folders_with_groups(tmp_path: Path) -> None:
     dev = Folder.read(_folder(tmp_path / "dev", DEV, "toy_dev"))
     ev = Folder.read(_folder(tmp_path / "eval", EVAL, "toy_eval"))
     lines = claim_summary(
-        [("toy_dev", "development", dev, ["udml", "dms"]), ("toy_eval", "", ev, ["dms", "udml"])]
+        [
+            ("toy_dev", "development", dev, ["udml", "dms", "gated"]),
+            ("toy_eval", "", ev, ["dms", "udml", "gated"]),
+        ]
     )
+    # the worst single modality never is `each`, and a modality without result (gated on b in
+    # toy_dev, nan) is the worst: shown as "–", not hidden behind a (smaller) number
     assert lines == [
-        "| dataset | half | method | static clean | clean Δ | worst modality under gaussian: Δ "
-        "| meets |",
-        "|---|---|---|---|---|---|---|",
-        "| toy_dev | development | udml | 0.910 | -0.010 ± 0.008 † | +0.010 ± 0.008 † (b) | yes |",
-        "| toy_dev | development | dms | 0.910 | -0.011 ± 0.001 | +0.020 ± 0.008 † (a) | **no** |",
-        "| toy_eval | – | dms | 0.910 | 0.000 ± 0.000 † | 0.000 ± 0.000 † (b) | **no** |",
-        "| toy_eval | – | udml | 0.910 | +0.010 ± 0.008 † | -0.010 ± 0.008 † (b) | **no** |",
+        "| dataset | half | method | static clean | clean Δ | gaussian `each`: Δ | worst single "
+        "modality under gaussian: Δ | meets |",
+        "|---|---|---|---|---|---|---|---|",
+        "| toy_dev | development | udml | 0.910 | -0.010 ± 0.008 † | +0.020 ± 0.008 † | "
+        "+0.010 ± 0.008 † (b) | yes |",
+        "| toy_dev | development | dms | 0.910 | -0.011 ± 0.001 | +0.030 ± 0.008 | "
+        "+0.020 ± 0.008 † (a) | **no** |",
+        "| toy_dev | development | gated | 0.910 | +0.010 ± 0.008 † | +0.010 ± 0.008 † | – (b) "
+        "| **no** |",
+        "| toy_eval | – | dms | 0.910 | 0.000 ± 0.000 † | +0.020 ± 0.008 † | 0.000 ± 0.000 † (b) "
+        "| **no** |",
+        "| toy_eval | – | udml | 0.910 | +0.010 ± 0.008 † | +0.040 ± 0.008 | -0.010 ± 0.008 † (b) "
+        "| **no** |",
+        "| toy_eval | – | gated | 0.910 | +0.010 ± 0.008 † | -0.010 ± 0.008 † | "
+        "+0.010 ± 0.008 † (a) | **no** |",
         "",
     ]
 
@@ -290,8 +395,18 @@ def test_results_page_has_the_summary_and_a_table_per_part(tmp_path: Path) -> No
     page = write_results_page([dev, ev, bare, plain], tmp_path / "results.md", "cmd", 10.0)
     text = page.read_text()
     summary = text.split("## Robust without a clean cost?")[1].split("\n## ")[0]
-    assert "| toy_dev | development | udml | 0.910 | -0.010 ± 0.008 † |" in summary
-    assert "| toy_eval | evaluation | dms | 0.910 | 0.000 ± 0.000 † |" in summary
+    assert (
+        "| dataset | half | method | static clean | clean Δ | gaussian `each`: Δ | worst single "
+        "modality under gaussian: Δ | meets |\n|---|---|---|---|---|---|---|---|\n"
+        "| toy_dev | development | udml | 0.910 | -0.010 ± 0.008 † | +0.020 ± 0.008 † | "
+        "+0.010 ± 0.008 † (b) | yes |\n"
+        "| toy_dev | development | dms | 0.910 | -0.011 ± 0.001 | +0.030 ± 0.008 | "
+        "+0.020 ± 0.008 † (a) | **no** |\n"
+        "| toy_eval | evaluation | udml | 0.910 | +0.010 ± 0.008 † | +0.040 ± 0.008 | "
+        "-0.010 ± 0.008 † (b) | **no** |\n"
+        "| toy_eval | evaluation | dms | 0.910 | 0.000 ± 0.000 † | +0.020 ± 0.008 † | "
+        "0.000 ± 0.000 † (b) | **no** |\n"
+    ) in summary
     assert "toy_bare" not in summary and "toy_plain" not in summary
     assert text.index("## Robust without a clean cost?") < text.index("## toy_dev")
     sections = {s.split("\n")[0]: s for s in text.split("\n## ")[1:]}
@@ -301,11 +416,22 @@ def test_results_page_has_the_summary_and_a_table_per_part(tmp_path: Path) -> No
     assert "Half of the suite: **development**." in sections["toy_dev"]
     assert "Half of the suite: **evaluation**." in sections["toy_eval"]
     assert "Half of the suite" not in sections["toy_plain"]
-    assert "| udml | -0.010 ± 0.008 † | +0.050 ± 0.008 (3/3) |" in sections["toy_dev"]
     assert (
-        "| dms | 0.000 ± 0.000 † | +0.030 ± 0.008 (3/3) | 0.000 ± 0.000 † (0/3) | **no** |"
-        in (sections["toy_eval"])
-    )
+        "| method | clean Δ | gaussian `each`: Δ (ahead at) | gaussian on a: Δ (ahead at) | "
+        "gaussian on b: Δ (ahead at) | meets |"
+    ) in sections["toy_dev"]
+    assert (
+        "| udml | -0.010 ± 0.008 † | +0.020 ± 0.008 † (3/3) | +0.050 ± 0.008 (3/3) | "
+        "+0.010 ± 0.008 † (2/3) | yes |"
+    ) in sections["toy_dev"]
+    assert (
+        "| dms | 0.000 ± 0.000 † | +0.020 ± 0.008 † (3/3) | +0.030 ± 0.008 (3/3) | "
+        "0.000 ± 0.000 † (0/3) | **no** |"
+    ) in sections["toy_eval"]
+    # gated is in the benchmarks but compared in no part: in no claim table, no summary row
+    assert "gated" not in summary
+    claim = sections["toy_dev"].split("**Robust without a clean cost?**")[1].split("\n\n![")[0]
+    assert "| dms |" in claim and "| gated |" not in claim
     for name in ("toy_bare", "toy_plain"):
         assert "**Robust without a clean cost?**" not in sections[name]
     assert "No `static` run in this benchmark" in sections["toy_bare"]

@@ -193,9 +193,11 @@ def write_results_page(
         lines += [
             "## Robust without a clean cost?",
             "",
-            "Every compared method on every dataset: clean accuracy against static, and the "
-            "modality where Gaussian noise hurts it most against static (accuracy averaged over "
-            "the grid's non-zero severities); each dataset's section has every modality.",
+            "Every compared method on every dataset: clean accuracy against static, accuracy "
+            "under Gaussian noise with target `each` (every sample and modality with p = 0.5) "
+            "against static, and the single modality where noise hurts it most against static "
+            "(accuracies averaged over the grid's non-zero severities); each dataset's section "
+            "has every modality.",
             "",
             *summary,
         ]
