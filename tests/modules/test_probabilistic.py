@@ -150,3 +150,27 @@ def test_kl_from_sufficient_statistics_matches_the_direct_kl() -> None:
     assert torch.allclose(
         kl_from_statistics(stats, 7, v), gaussian_kl_rows(mu, logvar, v), atol=1e-4
     )
+
+
+def test_layer_mu_normalises_mu_per_sample_and_keeps_the_scale_of_logvar() -> None:
+    # vector_norm="layer_mu": LayerNorm on mu, BatchNorm on logvar, stacked and separate alike
+    torch.manual_seed(0)
+    stacked = StackedProbabilisticHeads(2, 6, 4, norm="layer_mu")
+    separate = [ProbabilisticHead(6, 4, spatial=False, vector_norm="layer_mu") for _ in range(2)]
+    assert isinstance(separate[0].mu[1], torch.nn.LayerNorm)
+    assert isinstance(separate[0].logvar[1], torch.nn.BatchNorm1d)
+    with torch.no_grad():
+        for j, head in enumerate(separate):
+            for k, branch in enumerate((head.mu, head.logvar)):
+                branch[0].weight.copy_(stacked.weight[j, :, 4 * k : 4 * k + 4].t())
+                branch[0].bias.copy_(stacked.bias[j, 0, 4 * k : 4 * k + 4])
+    x = torch.randn(2, 16, 6)
+    x[:, :8] *= 5.0  # half the samples at five times the scale
+    mu, logvar = stacked(x)
+    for j, head in enumerate(separate):
+        m, lv = head(x[j])
+        assert torch.allclose(mu[j], m, atol=1e-5) and torch.allclose(logvar[j], lv, atol=1e-5)
+    # every sample's mu has zero mean and unit variance over its features; logvar does not
+    assert torch.allclose(mu.mean(dim=2), torch.zeros(2, 16), atol=1e-5)
+    spread = logvar.pow(2).mean(dim=2)
+    assert not torch.allclose(spread[:, :8], spread[:, 8:], atol=0.1)

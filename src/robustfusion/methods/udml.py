@@ -123,7 +123,7 @@ _CHOICES = {
     "head": ("linear", "fusion"),
     "level_draw": ("per_run", "per_epoch"),
     "spectrogram_noise": ("calibrated", "raw"),
-    "vector_norm": ("batch", "layer"),
+    "vector_norm": ("batch", "layer", "layer_mu"),
     "map_norm": ("batch", "layer"),
     "fusion_form": ("residual", "multiplicative"),
 }

@@ -19,12 +19,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-NORMS = ("batch", "layer")
+NORMS = ("batch", "layer", "layer_mu")
 
 
 def _check_norm(name: str, value: str) -> None:
     if value not in NORMS:
-        raise ValueError(f"{name} must be 'batch' or 'layer', got {value!r}")
+        raise ValueError(f"{name} must be one of {', '.join(NORMS)}, got {value!r}")
 
 
 class ProbabilisticHead(nn.Module):
@@ -71,9 +71,12 @@ class ProbabilisticHead(nn.Module):
                 nn.Conv2d(in_dim_or_channels, out_dim, kernel_size=1), norm()
             )
         else:
-            vector = nn.LayerNorm if vector_norm == "layer" else nn.BatchNorm1d
-            self.mu = nn.Sequential(nn.Linear(in_dim_or_channels, out_dim), vector(out_dim))
-            self.logvar = nn.Sequential(nn.Linear(in_dim_or_channels, out_dim), vector(out_dim))
+            mu_norm = nn.BatchNorm1d if vector_norm == "batch" else nn.LayerNorm
+            logvar_norm = nn.LayerNorm if vector_norm == "layer" else nn.BatchNorm1d
+            self.mu = nn.Sequential(nn.Linear(in_dim_or_channels, out_dim), mu_norm(out_dim))
+            self.logvar = nn.Sequential(
+                nn.Linear(in_dim_or_channels, out_dim), logvar_norm(out_dim)
+            )
 
     def forward(self, features: Tensor) -> tuple[Tensor, Tensor]:
         expected = 4 if self.spatial else 2
@@ -92,7 +95,8 @@ class StackedProbabilisticHeads(nn.Module):
     Input ``[M, B, in_dim]`` (modality ``j`` in row ``j``), output two ``[M, B, out_dim]``
     tensors. ``norm="batch"``: BatchNorm over the batch per (modality, branch, feature), exactly
     ``M`` separate BatchNorm1d; ``"layer"``: LayerNorm over the features of each (modality,
-    branch). Parameters are initialised as ``nn.Linear`` / the norms are.
+    branch); ``"layer_mu"``: LayerNorm on ``mu`` and BatchNorm on ``logvar`` [ours], so that ``mu``
+    is normalised per sample while ``logvar`` keeps each sample's overall scale. Parameters are initialised as ``nn.Linear`` / the norms are.
     """
 
     def __init__(self, count: int, in_dim: int, out_dim: int, norm: str = "batch") -> None:
@@ -104,6 +108,10 @@ class StackedProbabilisticHeads(nn.Module):
         self.bias = nn.Parameter(torch.empty(count, 1, 2 * out_dim).uniform_(-bound, bound))
         if norm == "batch":
             self.norm: nn.Module = nn.BatchNorm1d(count * 2 * out_dim)
+        elif norm == "layer_mu":
+            self.norm = nn.BatchNorm1d(count * out_dim)
+            self.norm_weight = nn.Parameter(torch.ones(count, 1, out_dim))
+            self.norm_bias = nn.Parameter(torch.zeros(count, 1, out_dim))
         else:
             self.norm_weight = nn.Parameter(torch.ones(count, 1, 2, out_dim))
             self.norm_bias = nn.Parameter(torch.zeros(count, 1, 2, out_dim))
@@ -113,6 +121,12 @@ class StackedProbabilisticHeads(nn.Module):
         if self.norm_kind == "batch":
             flat = h.permute(1, 0, 2).reshape(batch, count * 2 * self.out_dim)
             return self.norm(flat).reshape(batch, count, 2 * self.out_dim).permute(1, 0, 2)
+        if self.norm_kind == "layer_mu":
+            d = self.out_dim
+            mu = F.layer_norm(h[..., :d], (d,)) * self.norm_weight + self.norm_bias
+            flat = h[..., d:].permute(1, 0, 2).reshape(batch, count * d)
+            logvar = self.norm(flat).reshape(batch, count, d).permute(1, 0, 2)
+            return torch.cat([mu, logvar], dim=2)
         split = h.reshape(count, batch, 2, self.out_dim)
         normed = F.layer_norm(split, (self.out_dim,))
         return (normed * self.norm_weight + self.norm_bias).reshape(count, batch, -1)
