@@ -143,8 +143,8 @@ def leaderboard() -> Suite:
 
 
 #: UDML with LayerNorm vector heads and a warm-up to 0.2/0.3 of the run: no clean cost on the
-#: development half, but its weights no longer matter (LayerNorm erases the per-sample scale of
-#: log σ² that UDML's estimator reads; docs/udml.md, "Clean cost").
+#: development half, but its weights no longer matter against the uniform twin (docs/udml.md,
+#: "Clean cost").
 UDML_LAYER_NORM = "udml:vector_norm=layer:clean_until=0.2:full_weights_from=0.3"
 #: The methods of the sensor suite (issue 20), the authors' UDML recipe and the variant above.
 SENSOR_METHODS: tuple[str, ...] = (
