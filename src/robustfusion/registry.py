@@ -98,6 +98,7 @@ _BUILTIN_MODULES: dict[str, str] = {
     "dataset": "robustfusion.data.datasets",
     "corruption": "robustfusion.data.corruptions",
     "prepare step": "robustfusion.data.prepare",
+    "task": "robustfusion.tasks",
 }
 
 METHODS: Registry = Registry("method")
@@ -105,6 +106,9 @@ ENCODERS: Registry = Registry("encoder")
 FUSIONS: Registry = Registry("fusion")
 DATASETS: Registry = Registry("dataset")
 CORRUPTIONS: Registry = Registry("corruption")
+#: Tasks (``classification``, ``segmentation``): registered *instances* of
+#: :class:`robustfusion.tasks.base.Task`; ``TASKS.get(name)`` returns the task itself.
+TASKS: Registry = Registry("task")
 #: ``prepare`` steps: name -> ``fn(raw: Path | None, out: Path | None, **options) -> Path`` (the
 #: prepared folder); one module per dataset in ``data/prepare/``.
 PREPARERS: Registry = Registry("prepare step")

@@ -88,16 +88,20 @@ def parse_severities(given: list[float] | None, corruption: str | None) -> tuple
 
 
 def format_table(report: dict[str, Any]) -> str:
-    """A plain-text table: one row per severity, accuracy, macro-F1, ECE, weights per modality."""
+    """A plain-text table: one row per severity, the task's metrics (accuracy, macro-F1, ECE;
+    mIoU, pixel and class accuracy), the weights per modality and the unimodal heads' figures."""
+    from robustfusion.tasks import task_of
+
+    task = task_of(str(report.get("task", "classification")))
     rows = report["results"]
     modalities = list(rows[0]["mean_weight"]) if rows else []
-    unimodal = list(rows[0]["unimodal_accuracy"]) if rows else []
-    header = ["severity", "accuracy", "macro_f1", "ece"]
-    header += [f"w[{m}]" for m in modalities] + [f"acc[{m}]" for m in unimodal]
+    unimodal = list(rows[0][task.unimodal_key]) if rows else []
+    header = ["severity", *task.metric_names]
+    header += [f"w[{m}]" for m in modalities] + [f"{task.unimodal_label}[{m}]" for m in unimodal]
     lines = [
-        [f"{r['severity']:g}", f"{r['accuracy']:.4f}", f"{r['macro_f1']:.4f}", f"{r['ece']:.4f}"]
+        [f"{r['severity']:g}", *(f"{r[name]:.4f}" for name in task.metric_names)]
         + [f"{r['mean_weight'][m]:.3f}" for m in modalities]
-        + [f"{r['unimodal_accuracy'][m]:.4f}" for m in unimodal]
+        + [f"{r[task.unimodal_key][m]:.4f}" for m in unimodal]
         for r in rows
     ]
     widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(header)]

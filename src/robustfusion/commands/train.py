@@ -96,9 +96,8 @@ def run(args: argparse.Namespace) -> int:
         config, resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress
     )
     if metrics:
-        print(
-            f"test accuracy {metrics['accuracy']:.4f}  macro-F1 {metrics['macro_f1']:.4f}  "
-            f"ECE {metrics['ece']:.4f}  (best epoch {metrics['best_epoch']}, "
-            f"val accuracy {metrics['val_accuracy']:.4f})  -> {config.resolved().out}"
-        )
+        from robustfusion.tasks import task_of
+
+        task = task_of(str(metrics.get("task", "classification")))
+        print(f"{task.summary_line(metrics)}  -> {config.resolved().out}")
     return 0

@@ -11,6 +11,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from robustfusion.errors import DataError
+from robustfusion.tasks.base import Task
 from robustfusion.types import Batch
 
 #: Kinds of modality; corruptions and encoders use them (``blur`` needs 2-D maps, for example).
@@ -25,14 +26,23 @@ class ModalityInfo:
     can be given in the units the papers use: for images one 0-255 intensity unit
     (``1 / (255 * std)`` for standardised images); for spectrograms one unit of natural-log
     magnitude, ``ln|X|`` (``1 / std`` of the raw log-magnitude for standardised spectrograms;
-    UDML's authors add their audio noise in these units). ``None`` when unknown or meaningless.
-    The ``gaussian`` corruption reads it for images only.
+    UDML's authors add their audio noise in these units); for maps one unit of the map's
+    quantity (one metre for depth). ``None`` when unknown or meaningless. The ``gaussian``
+    corruption reads it for images and maps (:attr:`raw_unit_scale`).
     """
 
     name: str
     shape: tuple[int, ...]
     kind: str = "vector"
     intensity_scale: float | None = None
+
+    @property
+    def raw_unit_scale(self) -> float | None:
+        """Stored-value change per raw unit for corruptions whose severity is given in raw
+        units (``gaussian``): images (one 0-255 intensity unit) and maps (their own unit, e.g.
+        one metre of depth) with a known :attr:`intensity_scale`; ``None`` otherwise (severities
+        are then in stored, standardised units)."""
+        return self.intensity_scale if self.kind in ("image", "map") else None
 
     def __post_init__(self) -> None:
         if self.kind not in MODALITY_KINDS:
@@ -49,6 +59,10 @@ class DatasetInfo:
     class_names: tuple[str, ...] = ()
     description: str = ""
     extra: Mapping[str, Any] = field(default_factory=dict)
+    #: The registered task (:data:`robustfusion.tasks.TASKS`) its targets belong to:
+    #: ``classification`` (one label per sample) or ``segmentation`` (one label per pixel,
+    #: :data:`robustfusion.tasks.IGNORE_INDEX` where there is none).
+    task: str = "classification"
 
     @property
     def modality_names(self) -> tuple[str, ...]:
@@ -79,7 +93,7 @@ class TensorMultimodalDataset(MultimodalDataset):
 
     Args:
         arrays: modality name -> ``[N, ...]`` float tensor.
-        target: ``[N]`` integer labels.
+        target: ``[N]`` integer labels, or ``[N, H, W]`` label maps (segmentation).
         present: optional modality name -> ``[N]`` bool; default all present.
     """
 
@@ -125,7 +139,7 @@ class TensorMultimodalDataset(MultimodalDataset):
         return {
             "inputs": {m: a[index] for m, a in self.arrays.items()},
             "present": {m: bool(p[index]) for m, p in self.present.items()},
-            "target": int(self.target[index]),
+            "target": int(self.target[index]) if self.target.dim() == 1 else self.target[index],
             "index": int(index),
         }
 
@@ -151,17 +165,32 @@ class TensorMultimodalDataset(MultimodalDataset):
         )
 
 
+def task_of_target(value: object) -> Task:
+    """The registered task whose targets look like ``value`` (one sample's target)."""
+    from robustfusion.registry import TASKS
+
+    for entry in TASKS:
+        if entry.factory.is_target(value):
+            return entry.factory
+    raise DataError(
+        f"a sample's target {value!r} is neither a class index nor a label map: give an int "
+        "label per sample (classification) or an [H, W] integer map (segmentation)"
+    )
+
+
 def collate(samples: Sequence[dict[str, Any]] | Batch) -> Batch:
-    """Stack per-sample dicts into a :class:`Batch` (a :class:`Batch` passes through unchanged)."""
+    """Stack per-sample dicts into a :class:`Batch` (a :class:`Batch` passes through unchanged);
+    the targets are batched by their task (:meth:`~robustfusion.tasks.base.Task.collate_targets`)."""
     if isinstance(samples, Batch):
         return samples
     if not samples:
         raise DataError("cannot collate an empty list of samples")
     modalities = tuple(samples[0]["inputs"])
+    targets = [s["target"] for s in samples]
     return Batch(
         inputs={m: torch.stack([s["inputs"][m] for s in samples]) for m in modalities},
         present={m: torch.tensor([bool(s["present"][m]) for s in samples]) for m in modalities},
-        target=torch.tensor([int(s["target"]) for s in samples], dtype=torch.long),
+        target=task_of_target(targets[0]).collate_targets(targets),
         index=torch.tensor([int(s["index"]) for s in samples], dtype=torch.long),
     )
 

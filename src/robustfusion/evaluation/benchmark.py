@@ -33,7 +33,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import math
 import multiprocessing
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -56,7 +55,6 @@ from robustfusion.evaluation.grids import (
     subset_name,
 )
 from robustfusion.evaluation.results import (
-    BASE_COLUMNS,
     CLEAN,
     CONFLICT,
     LEARNED,
@@ -68,9 +66,12 @@ from robustfusion.evaluation.results import (
     ResultsTable,
     cell_key,
     iter_rows,
+    results_columns,
 )
 from robustfusion.evaluation.variants import MethodVariant, parse_variant, twin_of
 from robustfusion.registry import CORRUPTIONS
+from robustfusion.tasks import task_of
+from robustfusion.tasks.base import Task
 from robustfusion.training.config import TrainConfig
 from robustfusion.types import Batch
 
@@ -225,7 +226,7 @@ def run_dir(out: Path, label: str, seed: int, view: str | None = None) -> Path:
 
 
 @dataclass(frozen=True)
-class Task:
+class Job:
     """One run: train it if needed, then evaluate its missing cells."""
 
     label: str
@@ -315,12 +316,16 @@ class Benchmark:
                 "give a new or empty folder"
             )
 
-    def columns(self, modalities: Sequence[str]) -> list[str]:
-        return [
-            *BASE_COLUMNS,
-            *(f"weight_{m}" for m in modalities),
-            *(f"uacc_{m}" for m in modalities),
-        ]
+    @property
+    def task(self) -> Task:
+        """The dataset's task (known once :meth:`prepare` has read the dataset's info)."""
+        if self.info is None:
+            raise RuntimeError("Benchmark.task is known after prepare()")
+        return task_of(self.info.task)
+
+    def columns(self, info: DatasetInfo) -> list[str]:
+        """The columns of ``results.csv``: the cell's identity, then the task's columns."""
+        return results_columns(task_of(info.task), info.modality_names)
 
     # -------------------------------------------------------------- planning
     def prepare(self) -> tuple[DatasetInfo, list[Cell]]:
@@ -331,12 +336,12 @@ class Benchmark:
             config.base.with_overrides(seed=config.seeds[0], out=str(self.out))
         )
         self.info = info
-        self.results = ResultsTable(self.out / RESULTS_FILE, self.columns(info.modality_names))
+        self.results = ResultsTable(self.out / RESULTS_FILE, self.columns(info))
         self.results.ensure_file()
         cells = evaluation_cells(config.grid, info)
         return info, cells
 
-    def _drop_stale_rows(self, tasks: Sequence[Task]) -> None:
+    def _drop_stale_rows(self, tasks: Sequence[Job]) -> None:
         wanted = {
             (t.label, t.seed): config_hash(self.train_config(t.label, t.seed, t.view))
             for t in tasks
@@ -377,7 +382,7 @@ class Benchmark:
                 views["unimodal"] = view
                 meta["unimodal_view"] = view
             tasks = [
-                Task(label, seed, views.get(label)) for label in labels for seed in config.seeds
+                Job(label, seed, views.get(label)) for label in labels for seed in config.seeds
             ]
             self._drop_stale_rows(tasks)
             for task, summary in self._execute(tasks):
@@ -389,7 +394,7 @@ class Benchmark:
 
         return write_report(self.out)
 
-    def _execute(self, tasks: Sequence[Task]) -> Any:
+    def _execute(self, tasks: Sequence[Job]) -> Any:
         """Yield ``(task, run summary)`` as runs finish, in-process or in worker processes."""
         if self.config.jobs == 1 or len(tasks) <= 1:
             with _threads(self.config.threads_per_job):
@@ -403,7 +408,7 @@ class Benchmark:
             initializer=_worker_init,
             initargs=(self.config.threads_per_job,),
         ) as pool:
-            pending: dict[Future[dict[str, Any]], Task] = {
+            pending: dict[Future[dict[str, Any]], Job] = {
                 pool.submit(_run_task_in_worker, self.config, task): task for task in tasks
             }
             while pending:
@@ -424,7 +429,7 @@ class Benchmark:
             return json.loads(metrics_path.read_text(encoding="utf-8"))
         return self._backend().train(config, saved.is_file() and not same)
 
-    def run_task(self, task: Task) -> dict[str, Any]:
+    def run_task(self, task: Job) -> dict[str, Any]:
         """Train (if needed) and evaluate the missing cells of one run; returns its settings."""
         if self.info is None:
             self.prepare()
@@ -465,7 +470,7 @@ class Benchmark:
 
     def _reusable(self, metrics: dict[str, Any]) -> bool:
         """The training's own test evaluation is the clean cell (same code, seed 0)."""
-        needed = ("accuracy", "macro_f1", "ece", "mean_weight", "num_samples")
+        needed = (*self.task.metric_names, "mean_weight", "num_samples")
         return self.config.grid.eval_seed == 0 and all(k in metrics for k in needed)
 
     def _evaluate_cells(
@@ -503,7 +508,7 @@ class Benchmark:
     def _record(
         self, identity: dict[str, Any], cell: Cell, mode: str, metrics: dict[str, Any]
     ) -> CellKey:
-        row = {**identity, **_flatten(metrics), "corruption": cell.corruption,
+        row = {**identity, **self.task.flat_row(metrics), "corruption": cell.corruption,
                "severity": float(cell.severity), "target": cell.target, "weights": mode}  # fmt: skip
         return self.results.add(row)
 
@@ -604,35 +609,34 @@ class Benchmark:
 
 
 def average_metrics(draws: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """The mean of several evaluations of one cell (accuracy, macro-F1, ECE, per-modality
-    weights and unimodal accuracies); ``num_samples`` is that of one draw."""
+    """The mean of several evaluations of one cell (every scalar metric of the task, per-modality
+    weights and unimodal figures; per-class lists element-wise); ``num_samples`` is that of one
+    draw."""
     if len(draws) == 1:
         return draws[0]
     out: dict[str, Any] = {"num_samples": draws[0].get("num_samples", "")}
-    for key in ("accuracy", "macro_f1", "ece"):
-        out[key] = float(sum(d[key] for d in draws) / len(draws))
-    for key in ("mean_weight", "unimodal_accuracy"):
-        names = draws[0].get(key) or {}
-        out[key] = {m: float(sum(d[key][m] for d in draws) / len(draws)) for m in names}
+    fields = [(k, v) for k, v in draws[0].items() if k != "num_samples"]
+    for key, first in sorted(fields, key=lambda kv: _AVERAGE_ORDER.index(type(kv[1]))):
+        if isinstance(first, dict):  # mean weights, unimodal figures: per modality
+            out[key] = {m: float(sum(d[key][m] for d in draws) / len(draws)) for m in first}
+        elif isinstance(first, list):  # per-class figures
+            out[key] = [
+                float(sum(v) / len(draws)) for v in zip(*(d[key] for d in draws), strict=True)
+            ]
+        else:
+            out[key] = float(sum(d[key] for d in draws) / len(draws))
     out["noise_draws"] = len(draws)
     return out
+
+
+#: The order of :func:`average_metrics`' fields by kind: scalars, per-modality dicts, lists.
+_AVERAGE_ORDER = (float, int, dict, list)
 
 
 def _has_dynamic_weights(variant: MethodVariant) -> bool:
     from robustfusion.evaluation.variants import dynamic_parts
 
     return bool(dynamic_parts(variant.name))
-
-
-def _flatten(metrics: dict[str, Any]) -> dict[str, Any]:
-    """The evaluation's metrics as flat CSV columns (``weight_<m>``, ``uacc_<m>``)."""
-    row: dict[str, Any] = {k: metrics.get(k, math.nan) for k in ("accuracy", "macro_f1", "ece")}
-    row["num_samples"] = metrics.get("num_samples", "")
-    for m, value in (metrics.get("mean_weight") or {}).items():
-        row[f"weight_{m}"] = float(value)
-    for m, value in (metrics.get("unimodal_accuracy") or {}).items():
-        row[f"uacc_{m}"] = float(value)
-    return row
 
 
 class _threads:
@@ -654,7 +658,7 @@ def _worker_init(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-def _run_task_in_worker(config: BenchmarkConfig, task: Task) -> dict[str, Any]:
+def _run_task_in_worker(config: BenchmarkConfig, task: Job) -> dict[str, Any]:
     """A worker process's share: one run, trained and evaluated with the default backend."""
     benchmark = Benchmark(config, progress=False)
     benchmark.prepare()

@@ -16,9 +16,10 @@ from torch.utils.data import DataLoader
 
 from robustfusion.data import DatasetInfo, MultimodalDataset, collate
 from robustfusion.errors import ConfigError
-from robustfusion.evaluation.metrics import accuracy, ece, macro_f1
 from robustfusion.methods.base import WEIGHT_MODES
 from robustfusion.model import MultimodalModel
+from robustfusion.tasks import task_of
+from robustfusion.tasks.base import Meter
 from robustfusion.training.seeding import seed_all
 from robustfusion.types import Batch
 
@@ -44,10 +45,12 @@ def evaluate_model(
 ) -> dict[str, Any]:
     """Metrics of ``model`` on ``dataset``, optionally corrupted (``corrupt(batch, info, ...)``).
 
-    Returns ``accuracy``, ``macro_f1``, ``ece`` (15 bins) of the fused logits; ``unimodal_accuracy``
-    per modality that has a unimodal head (counted over the samples where that modality is
-    present after corruption); ``mean_weight`` per modality (mean of ``FusionOutput.weights``);
-    and ``num_samples``. Corruptions are deterministic in ``(seed, severity, sample index)``.
+    Returns the task's metrics of the fused logits (:attr:`robustfusion.tasks.base.Task.metrics`:
+    ``accuracy``, ``macro_f1``, ``ece`` (15 bins) for classification; ``miou``,
+    ``pixel_accuracy``, ``mean_accuracy`` and ``per_class_iou`` for segmentation), accumulated over
+    the whole set; ``unimodal_<primary>`` (``unimodal_accuracy``, ``unimodal_miou``) per modality
+    that has a unimodal head (over the samples where that modality is present after corruption);
+    ``mean_weight`` per modality (mean of ``FusionOutput.weights``); and ``num_samples``. Corruptions are deterministic in ``(seed, severity, sample index)``.
     ``weights`` swaps the modality weights the method fuses with (``learned``, ``uniform`` or
     ``oracle``; see :data:`robustfusion.methods.base.WEIGHT_MODES`): the same checkpoint with its
     own weights, uniform ones, or the corrupted modalities at the lowest weight.
@@ -121,7 +124,7 @@ def evaluate_many(
     device = next(model.parameters()).device
     seed_all(seed)
     method = model.method
-    collected = [_Collected() for _ in transforms]
+    collected = [_Collected(info) for _ in transforms]
     try:
         for batch in batches:
             size = batch.batch_size
@@ -151,7 +154,7 @@ def _concat(batches: Sequence[Batch]) -> Batch:
         return batches[0]
     first = batches[0]
     corrupted_names = {m for b in batches for m in b.corrupted}
-    none = torch.zeros_like(first.target, dtype=torch.bool)
+    none = torch.zeros(first.batch_size, dtype=torch.bool, device=first.target.device)
     return Batch(
         inputs={m: torch.cat([b.inputs[m] for b in batches]) for m in first.modalities},
         present={m: torch.cat([b.present[m] for b in batches]) for m in first.modalities},
@@ -165,38 +168,35 @@ def _concat(batches: Sequence[Batch]) -> Batch:
 
 
 class _Collected:
-    """Outputs of one evaluation, gathered batch by batch."""
+    """Outputs of one evaluation, streamed batch by batch into the task's meters."""
 
-    def __init__(self) -> None:
-        self.logits: list[Tensor] = []
-        self.targets: list[Tensor] = []
+    def __init__(self, info: DatasetInfo) -> None:
+        self.task = task_of(info.task)
+        self.num_classes = info.num_classes
+        self.fused = self.task.meter(info.num_classes)
         self.weights: list[Tensor] = []
-        self.unimodal: dict[str, list[Tensor]] = {}
-        self.unimodal_present: dict[str, list[Tensor]] = {}
+        self.unimodal: dict[str, Meter] = {}
         self.modalities: tuple[str, ...] = ()
+        self.count = 0
 
     def add(self, output: Any, batch: Batch, rows: slice) -> None:
         self.modalities = output.modalities
-        self.logits.append(output.logits[rows].float().cpu())
-        self.targets.append(batch.target[rows].cpu())
+        target = batch.target[rows]
+        self.fused.update(output.logits[rows], target)
+        self.count += int(target.shape[0])
         self.weights.append(output.weights[rows].float().cpu())
         for name, head in output.unimodal_logits.items():
-            self.unimodal.setdefault(name, []).append(head[rows].float().cpu())
-            self.unimodal_present.setdefault(name, []).append(batch.present[name][rows].cpu())
+            seen = batch.present[name][rows].to(head.device)
+            meter = self.unimodal.setdefault(name, self.task.meter(self.num_classes))
+            meter.update(head[rows][seen], target[seen.to(target.device)])
 
     def metrics(self, default_modalities: tuple[str, ...]) -> dict[str, Any]:
         modalities = self.modalities or default_modalities
-        logits, targets = torch.cat(self.logits), torch.cat(self.targets)
-        weights = torch.cat(self.weights)
-        unimodal_accuracy = {}
-        for name in (m for m in modalities if m in self.unimodal):
-            seen = torch.cat(self.unimodal_present[name])
-            unimodal_accuracy[name] = accuracy(torch.cat(self.unimodal[name])[seen], targets[seen])
+        weights = torch.cat(self.weights) if self.weights else torch.zeros(0, len(modalities))
+        unimodal = {m: self.unimodal[m].primary() for m in modalities if m in self.unimodal}
         return {
-            "accuracy": accuracy(logits, targets),
-            "macro_f1": macro_f1(logits, targets),
-            "ece": ece(logits, targets),
-            "unimodal_accuracy": unimodal_accuracy,
+            **self.fused.compute(),
+            self.task.unimodal_key: unimodal,
             "mean_weight": {m: float(weights[:, i].mean()) for i, m in enumerate(modalities)},
-            "num_samples": int(targets.numel()),
+            "num_samples": self.count,
         }

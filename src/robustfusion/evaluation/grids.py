@@ -138,8 +138,8 @@ def modality_severity(info: DatasetInfo, modality: str, corruption: str, level: 
     """The severity to pass to ``corrupt`` for ``modality`` at grid ``level`` (see module doc)."""
     spec = info.modality(modality)
     intensity = CORRUPTIONS.facts(corruption).intensity_units
-    if intensity and spec.kind == "image" and spec.intensity_scale:
-        return level / spec.intensity_scale
+    if intensity and spec.raw_unit_scale:
+        return level / spec.raw_unit_scale
     return level
 
 

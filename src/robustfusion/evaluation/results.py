@@ -18,6 +18,7 @@ from typing import Any
 
 from robustfusion.atomic import write_text
 from robustfusion.errors import DataError
+from robustfusion.tasks.base import Task
 
 RESULTS_FILE = "results.csv"
 META_FILE = "benchmark.json"
@@ -31,7 +32,10 @@ CONFLICT = "conflict"
 #: ``weights`` of every ordinary row; ``uniform``/``oracle`` rows are the same checkpoint evaluated
 #: with swapped weights (``--weight-controls``).
 LEARNED = "learned"
-BASE_COLUMNS = (
+#: The columns that identify a cell (and its training), before the task's columns
+#: (:meth:`robustfusion.tasks.base.Task.result_columns`: metrics, ``view``, ``num_samples``,
+#: ``config_hash``, ``weight_<m>``, the unimodal figures).
+IDENTITY_COLUMNS = (
     "dataset",
     "method",
     "fusion",
@@ -40,12 +44,6 @@ BASE_COLUMNS = (
     "severity",
     "target",
     "weights",
-    "accuracy",
-    "macro_f1",
-    "ece",
-    "view",
-    "num_samples",
-    "config_hash",
 )
 #: Training settings a benchmark records per run and its report states, as the runs used them.
 TRAINING_SETTINGS = (
@@ -61,20 +59,25 @@ TRAINING_SETTINGS = (
     "feature_dim",
     "precision",
 )
-#: Columns a results file must have to be read (files written before ``weights`` and
-#: ``config_hash`` existed are read with ``weights = learned`` and no hash).
-REQUIRED_COLUMNS = (
-    "dataset",
-    "method",
-    "fusion",
-    "seed",
-    "corruption",
-    "severity",
-    "target",
-    "accuracy",
-    "macro_f1",
-    "ece",
-)
+#: Columns a results file must have to be read, besides one task's metrics (files written before
+#: ``weights`` and ``config_hash`` existed are read with ``weights = learned`` and no hash).
+REQUIRED_COLUMNS = tuple(c for c in IDENTITY_COLUMNS if c != "weights")
+
+
+def results_columns(task: Task, modalities: Sequence[str]) -> list[str]:
+    """Every column of a ``results.csv`` for ``task`` on these modalities, in file order."""
+    return [*IDENTITY_COLUMNS, *task.result_columns(modalities)]
+
+
+def task_of_columns(header: Sequence[str]) -> Task | None:
+    """The registered task whose metrics are all columns of ``header`` (``None``: none is)."""
+    from robustfusion.registry import TASKS
+
+    for entry in TASKS:
+        if all(name in header for name in entry.factory.metric_names):
+            return entry.factory
+    return None
+
 
 #: The identity of an evaluated cell: (method, seed, corruption, severity, target, weights).
 CellKey = tuple[str, int, str, str, str, str]
@@ -114,6 +117,8 @@ class ResultsTable:
         self.path = Path(path)
         self.rows: dict[CellKey, dict[str, str]] = {}
         self.columns: list[str] = list(columns) if columns else []
+        #: The task whose metrics the file holds (known once it is read).
+        self.task: Task | None = task_of_columns(self.columns) if self.columns else None
         if self.path.is_file():
             self._read(columns)
 
@@ -129,6 +134,12 @@ class ResultsTable:
             raise DataError(
                 f"{self.path} is not this benchmark's results file (no column {missing[0]}): "
                 "use another --out or delete it"
+            )
+        self.task = task_of_columns(header)
+        if self.task is None:
+            raise DataError(
+                f"{self.path} is not a benchmark's results file (no task's metric columns): use "
+                "another --out or delete it"
             )
         self.columns = header
         for row in reader:
@@ -150,7 +161,7 @@ class ResultsTable:
         text = {k: _text(v) for k, v in row.items()}
         text.setdefault("weights", LEARNED)
         if not self.columns:
-            self.columns = list(BASE_COLUMNS) + [k for k in text if k not in BASE_COLUMNS]
+            self.columns = list(text)
         self.ensure_file()
         key = row_key(text)
         self.rows[key] = text

@@ -54,6 +54,7 @@ def evaluate_run(
     return {
         "run": str(Path(run_dir).resolve()),
         "dataset": info.name,
+        "task": info.task,
         "method": config.method,
         "fusion": config.fusion,
         "train_seed": config.seed,

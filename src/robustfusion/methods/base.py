@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
+from robustfusion.tasks.base import task_of
 from robustfusion.types import Batch, FusionOutput
 
 #: The modality weights a method may fuse with. ``learned``: its own rule (for a uniform twin,
@@ -45,6 +45,55 @@ class MethodSpec:
     #: The run's seed (``--seed``): methods that draw per-sample randomness (noise levels, dropped
     #: modalities) key it on this unless their own ``seed`` option is given.
     seed: int = 0
+    #: The registered task (:data:`robustfusion.registry.TASKS`) whose head, loss and targets the
+    #: method uses, and the per-sample target shape (``()`` for classification, ``(H, W)`` for
+    #: segmentation).
+    task: str = "classification"
+    target_shape: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class MethodFacts:
+    """What the rest of the library needs to know about a method, given with its registration
+    (``@METHODS.register(name, description, facts=MethodFacts(...))``).
+
+    ``tasks``: the registered tasks it is defined for; ``feature_kinds``: the encoder features it
+    can fuse (``vector`` ``[B, D]``, ``map`` ``[B, C, h, w]``). A method registered without facts
+    supports classification on vectors only.
+    """
+
+    tasks: tuple[str, ...] = ("classification",)
+    feature_kinds: tuple[str, ...] = ("vector",)
+
+
+def method_facts(name: str) -> MethodFacts:
+    """The facts of a registered method (a method registered without them: the defaults)."""
+    from robustfusion.registry import METHODS
+
+    facts = METHODS.facts(name)
+    return facts if isinstance(facts, MethodFacts) else MethodFacts()
+
+
+def check_task_support(name: str, task: str) -> None:
+    """Refuse, in one line, a (possibly composed ``outer+inner``) method on a task or a feature
+    kind one of its parts is not defined for."""
+    from robustfusion.errors import ConfigError
+    from robustfusion.registry import METHODS, TASKS
+
+    kind = TASKS.get(task).feature_kind
+    for part in name.split("+"):
+        facts = method_facts(part)
+        if task not in facts.tasks or kind not in facts.feature_kinds:
+            able = [
+                entry.name
+                for entry in METHODS
+                if task in method_facts(entry.name).tasks
+                and kind in method_facts(entry.name).feature_kinds
+            ]
+            raise ConfigError(
+                f"method {part!r} is not defined for {task} (on {kind} features): choose one of "
+                f"{', '.join(able)}"
+            )
 
 
 class Method(nn.Module):
@@ -78,6 +127,8 @@ class Method(nn.Module):
         super().__init__()
         self.spec = spec
         self.modalities: tuple[str, ...] = tuple(spec.modalities)
+        #: The task's head builder, loss and metrics (:class:`robustfusion.tasks.base.Task`).
+        self.task = task_of(spec.task)
         #: ``"learned"`` or ``"uniform"`` (the uniform twin); set from the ``weights`` option.
         self.trained_weights = "learned"
         self._weight_mode = "learned"
@@ -142,8 +193,9 @@ class Method(nn.Module):
         return {m: encoders[m](inputs[m]) for m in self.modalities}
 
     def losses(self, output: FusionOutput, batch: Batch) -> dict[str, Tensor]:
-        """Named loss terms whose sum is minimised; default: cross-entropy of the fused logits."""
-        return {"ce": F.cross_entropy(output.logits, batch.target)}
+        """Named loss terms whose sum is minimised; default: the task's loss of the fused logits
+        (cross-entropy; for segmentation without the ignored pixels)."""
+        return {"ce": self.task.loss(output.logits, batch.target)}
 
     def prepare_batch(self, batch: Batch, training: bool) -> Batch:
         """Transform a batch before encoding (noise injection, modality dropout); default: identity."""
@@ -167,6 +219,13 @@ class Method(nn.Module):
         """Whether the model after ``epoch`` may be selected on validation (default: every epoch;
         a progressive schedule such as UDML's excludes its warm-up phases)."""
         return True
+
+
+def output_head(spec: MethodSpec, in_dim: int) -> nn.Module:
+    """The task's output head on ``in_dim`` fused features: a linear classifier for
+    classification, :class:`~robustfusion.modules.segmentation_head.SegmentationHead` for
+    segmentation (:meth:`robustfusion.tasks.base.Task.build_head`)."""
+    return task_of(spec.task).build_head(in_dim, spec.num_classes, spec.target_shape)
 
 
 def replacement_weights(mode: str, present: Tensor, corrupted: Tensor | None = None) -> Tensor:
@@ -233,6 +292,7 @@ def build_method(
     from robustfusion.registry import METHODS, check_options
 
     options = dict(options or {})
+    check_task_support(name, spec.task)
     outer, _, inner = name.partition("+")
     factory = METHODS.get(outer)
     kwargs = dict(options.get(outer, {}))

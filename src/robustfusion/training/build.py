@@ -21,9 +21,10 @@ from robustfusion.data import (
 )
 from robustfusion.encoders.base import default_encoder_name
 from robustfusion.errors import ConfigError, DataError
-from robustfusion.methods.base import MethodSpec, build_method
+from robustfusion.methods.base import MethodSpec, build_method, check_task_support
 from robustfusion.model import MultimodalModel
 from robustfusion.registry import ENCODERS, FUSIONS, METHODS, check_options
+from robustfusion.tasks import task_of
 from robustfusion.training.config import TrainConfig
 from robustfusion.types import Batch
 
@@ -147,7 +148,7 @@ def build_encoders(config: TrainConfig, info: DatasetInfo) -> dict[str, nn.Modul
             f"--encoder names unknown modality {unknown[0]!r}: this dataset has "
             f"{', '.join(info.modality_names)}"
         )
-    spatial = wants_spatial(config.method)
+    spatial = wants_spatial(config.method) or task_of(info.task).feature_kind == "map"
     encoders: dict[str, nn.Module] = {}
     for modality in info.modalities:
         name = (
@@ -166,6 +167,9 @@ def build_encoders(config: TrainConfig, info: DatasetInfo) -> dict[str, nn.Modul
 def build_model(config: TrainConfig, info: DatasetInfo) -> MultimodalModel:
     """Encoders and method for ``info``'s modalities (call after seeding for reproducible init)."""
     FUSIONS.get(config.fusion)  # an unknown fusion name fails here, whatever the method
+    task = task_of(info.task)
+    check_task_support(config.method, task.name)
+    input_shapes = {m.name: tuple(m.shape) for m in info.modalities}
     encoders = build_encoders(config, info)
     spec = MethodSpec(
         modalities=info.modality_names,
@@ -175,10 +179,12 @@ def build_model(config: TrainConfig, info: DatasetInfo) -> MultimodalModel:
         num_classes=info.num_classes,
         fusion=config.fusion,
         hidden_dim=config.hidden_dim,
-        input_shapes={m.name: tuple(m.shape) for m in info.modalities},
+        input_shapes=input_shapes,
         input_kinds={m.name: m.kind for m in info.modalities},
         input_scales={m.name: m.intensity_scale for m in info.modalities},
         seed=config.seed,
+        task=task.name,
+        target_shape=task.target_shape(input_shapes),
     )
     method = build_method(config.method, spec, config.method_options)
     return MultimodalModel(encoders, method)

@@ -43,13 +43,15 @@ class FusionModule(L.LightningModule):
       the config has it, else the method's own ``log_every_n_steps`` class attribute, else 50)
       and at the last step of each epoch; epoch means
       (``train_loss_epoch``, ``loss/<term>_epoch``, weighted by batch size, summed over
-      processes) at the end of each epoch; ``val_acc`` after each validation. Nothing is read
+      processes) at the end of each epoch; ``val_<metric>`` after each validation (the task's
+      selection metric: ``val_acc``, ``val_miou``). Nothing is read
       back from the device on other steps, ``method.logged_values()`` is only called on logging
       steps, and rows go to the loggers directly (the progress bar, when shown, gets
       ``train_loss`` and ``val_acc`` through ``self.log``).
     * ``on_after_backward``: ``method.after_backward(model.encoders)`` (gradient modulation).
     * learning rate: ``base lr * method.lr_scale(epoch, max_epochs)`` through a ``LambdaLR``.
-    * validation: accuracy of the fused logits, summed over processes, logged as ``val_acc``.
+    * validation: the task's selection metric of the fused logits (accuracy; mIoU for
+      segmentation) from statistics summed over batches and processes, logged as ``val_<metric>``.
     """
 
     def __init__(
@@ -66,9 +68,11 @@ class FusionModule(L.LightningModule):
         if int(every) < 1:
             raise ConfigError(f"log_every_n_steps must be at least 1, got {every}")
         self.log_every_n_steps = int(every)
+        #: The task (:mod:`robustfusion.tasks`) whose validation metric selects checkpoints.
+        self.task = model.method.task
+        #: The last validation's selection metric (accuracy; mIoU for segmentation).
         self.val_accuracy: float = float("nan")
-        self._val_correct: Tensor | None = None
-        self._val_total = 0
+        self._val_counts: Tensor | None = None
         self._train_sums: dict[str, Tensor] = {}
         self._train_samples = 0
         # The optimisation step is written out in training_step (Lightning's manual
@@ -184,25 +188,25 @@ class FusionModule(L.LightningModule):
 
     # ------------------------------------------------------------------ validation
     def on_validation_epoch_start(self) -> None:
-        self._val_correct = torch.zeros((), dtype=torch.float64, device=self.device)
-        self._val_total = 0
+        self._val_counts = None
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         batch = self.method.prepare_batch(batch, False)
         logits = self.model(batch).logits
-        correct = (logits.argmax(dim=1) == batch.target).sum()
-        if self._val_correct is None:
-            self.on_validation_epoch_start()
-        self._val_correct += correct
-        self._val_total += batch.batch_size
+        counts = self.task.selection_counts(logits, batch.target, self.method.spec.num_classes)
+        self._val_counts = counts if self._val_counts is None else self._val_counts + counts
 
     def on_validation_epoch_end(self) -> None:
-        correct = self._val_correct if self._val_correct is not None else torch.zeros(())
-        total = torch.tensor(float(self._val_total), dtype=torch.float64, device=correct.device)
-        counts = self.trainer.strategy.reduce(
-            torch.stack([correct.double(), total]), reduce_op="sum"
-        )
-        self.val_accuracy = float(counts[0] / counts[1].clamp_min(1.0))
-        self._write_row({"val_acc": self.val_accuracy})
+        counts = self._val_counts
+        if counts is None:
+            counts = self.task.selection_counts(
+                torch.zeros(0, 1, device=self.device),
+                torch.zeros(0, dtype=torch.long, device=self.device),
+                1,
+            )
+        counts = self.trainer.strategy.reduce(counts.double(), reduce_op="sum")
+        self.val_accuracy = self.task.selection_score(counts)
+        name = f"val_{self.task.selection_metric}"
+        self._write_row({name: self.val_accuracy})
         if self._shows_progress():
-            self.log("val_acc", self.val_accuracy, prog_bar=True, logger=False, sync_dist=False)
+            self.log(name, self.val_accuracy, prog_bar=True, logger=False, sync_dist=False)

@@ -56,6 +56,7 @@ from robustfusion.errors import (
 )
 from robustfusion.lock import FolderLock
 from robustfusion.model import MultimodalModel
+from robustfusion.tasks import task_of
 from robustfusion.threads import available_cores
 from robustfusion.training.build import build_model, load_data
 from robustfusion.training.callbacks import BestModel, EpochEnd
@@ -173,7 +174,8 @@ class RunFolder:
         if self.state == "finished":
             with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
                 metrics = json.loads((self.path / METRICS_FILE).read_text(encoding="utf-8"))
-                what += f", test accuracy {float(metrics['accuracy']):.4f}"
+                task = task_of(str(metrics.get("task", "classification")))
+                what += f", test {task.primary_spec.title} {float(metrics[task.primary]):.4f}"
         return f"a{'n' if self.state == 'unfinished' else ''} {self.state} run ({what})"
 
 
@@ -470,12 +472,13 @@ def _fit_and_test(
     metrics = {
         **test,
         "dataset": splits.info.name,
+        "task": splits.info.task,
         "method": config.method,
         "fusion": config.fusion,
         "seed": config.seed,
         "epochs": config.epochs,
         "best_epoch": best.best_epoch,
-        "val_accuracy": best.best_accuracy,
+        model.method.task.selection_key: best.best_accuracy,
         "split": "test",
     }
     save_state_dict(workdir / MODEL_FILE, model.state_dict())

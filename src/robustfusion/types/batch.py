@@ -16,7 +16,8 @@ class Batch:
         inputs: modality name -> tensor ``[B, ...]``. Absent entries hold zeros but are never read
             as data: ``present`` says what was observed.
         present: modality name -> ``BoolTensor[B]``, ``False`` where the modality is missing.
-        target: ``LongTensor[B]`` class labels.
+        target: the task's targets: ``LongTensor[B]`` class labels (classification),
+            ``LongTensor[B, H, W]`` label maps (segmentation).
         index: ``LongTensor[B]`` sample indices within their split (seeds per-sample randomness).
         noise_level: optional modality name -> ``FloatTensor[B]`` of injected noise levels
             (UDML's ``v``); empty when no noise was injected.
@@ -66,5 +67,5 @@ class Batch:
         """``BoolTensor[B, M]``: which modality of which sample a corruption changed (all
         ``False`` where :attr:`corrupted` has no entry), in ``modalities`` order."""
         names = self.modalities if modalities is None else modalities
-        none = torch.zeros_like(self.target, dtype=torch.bool)
+        none = torch.zeros(self.batch_size, dtype=torch.bool, device=self.target.device)
         return torch.stack([self.corrupted.get(m, none).bool() for m in names], dim=1)

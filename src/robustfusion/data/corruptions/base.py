@@ -27,8 +27,9 @@ class CorruptionFacts:
     ``unit``: what a severity means (the report's axis title). ``bounded``: the severity is a
     fraction or probability, at most 1. ``random``: it draws noise, so the benchmark averages
     ``noise_draws`` draws of it. ``kinds``: the input kinds it applies to (``None``: every kind),
-    with ``why_not`` saying why the others are left out. ``intensity_units``: on images the
-    severity is in 0-255 intensity units (the grid converts it with ``intensity_scale``).
+    with ``why_not`` saying why the others are left out. ``intensity_units``: on images and maps with
+    a known scale the severity is in raw units, 0-255 intensity units or e.g. metres of depth (the
+    grid converts it with ``ModalityInfo.raw_unit_scale``).
     ``removes_modalities``: it marks modalities absent (their weight is 0 by definition).
     ``default_severities`` and ``quick_severities`` (empty: not in the ``--quick`` grid) are the
     grids' levels, 0 first; ``rank`` orders corruptions in grids and reports.

@@ -1,5 +1,6 @@
-"""Additive Gaussian noise (METHODS.md §5): std = severity on standardised data; on images whose
-``intensity_scale`` is known, severity is in 0-255 intensity units (``std = severity * scale``)."""
+"""Additive Gaussian noise (METHODS.md §5): std = severity on standardised data; on images and maps
+whose ``intensity_scale`` is known, severity is in raw units (0-255 intensity units for images,
+metres for depth maps: ``std = severity * scale``)."""
 
 from __future__ import annotations
 
@@ -13,15 +14,15 @@ from robustfusion.registry import CORRUPTIONS
 
 
 def gaussian_std(modality: ModalityInfo, severity: float) -> float:
-    """The noise std in stored units for a severity (0-255 units for images, else as is)."""
-    if modality.kind == "image" and modality.intensity_scale is not None:
-        return severity * modality.intensity_scale
-    return severity
+    """The noise std in stored units for a severity (raw units for images and maps with a known
+    scale, :attr:`~robustfusion.data.base.ModalityInfo.raw_unit_scale`; else as is)."""
+    scale = modality.raw_unit_scale
+    return severity if scale is None else severity * scale
 
 
 @CORRUPTIONS.register(
     "gaussian",
-    "additive Gaussian noise; std in standardised units (0-255 for images)",
+    "additive Gaussian noise; std in standardised units (0-255 for images, metres for depth)",
     facts=CorruptionFacts(
         unit="noise std (standardised data units)",
         default_severities=(0.0, 0.5, 1.0, 2.0, 4.0, 8.0),
