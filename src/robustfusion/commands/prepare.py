@@ -7,6 +7,7 @@ from pathlib import Path
 
 from robustfusion.accepts import TEXT, ArgType, PairType
 from robustfusion.commands._options import flat_options
+from robustfusion.errors import ConfigError
 from robustfusion.registry import PREPARERS, check_options
 
 NAME = "prepare"
@@ -31,6 +32,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="where to write (default: the dataset's cache folder)",
     )
     parser.add_argument(
+        "--task",
+        type=ArgType(TEXT, "--task"),
+        help="which task's files, for a dataset with several (nyudv2: scene or segmentation; "
+        "the same as --option task=NAME; default: the step's own)",
+    )
+    parser.add_argument(
         "--option",
         action="append",
         type=PairType("--option"),
@@ -42,6 +49,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     step = PREPARERS.get(args.name)
     options = flat_options(args.option, "--option") or {}
+    if args.task is not None:
+        if "task" in options:
+            raise ConfigError("give the task once: --task NAME or --option task=NAME, not both")
+        options["task"] = args.task
     raw = Path(args.raw).expanduser() if args.raw else None
     out = Path(args.out).expanduser() if args.out else None
     check_options(step, options, f"prepare {args.name!r}", raw, out)

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from torch import Tensor, nn
 
+from robustfusion.accepts import Accepts, integer
 from robustfusion.encoders.base import Stage, channels_of
+from robustfusion.errors import ConfigError
 from robustfusion.registry import ENCODERS
 
 
 class BasicBlock(nn.Module):
-    def __init__(self, cin: int, cout: int, stride: int) -> None:
+    def __init__(self, cin: int, cout: int, stride: int, dilation: int = 1) -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, dilation, dilation, bias=False)
         self.bn1 = nn.BatchNorm2d(cout)
-        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, dilation, dilation, bias=False)
         self.bn2 = nn.BatchNorm2d(cout)
         self.shortcut: nn.Module = nn.Identity()
         if stride != 1 or cin != cout:
@@ -30,12 +34,27 @@ class BasicBlock(nn.Module):
 @ENCODERS.register("resnet18", "ResNet-18 for (H, W) or (C, H, W) maps, as in OGM-GE/UDML")
 class ResNet18Encoder(nn.Module):
     """The standard ResNet-18 trunk; features are the 512 pooled channels, projected to ``out_dim``
-    when ``out_dim != 512``."""
+    when ``out_dim != 512``.
+
+    ``output_stride`` (32, 16 or 8) is the stride of the feature map: below 32 the last stages keep
+    their resolution and dilate their convolutions instead (DeepLab's atrous ResNet, Chen et al.
+    2017), which segmentation needs for a fine fused map; 32 is the plain network.
+    """
+
+    #: What each numeric option accepts (checked before anything is built).
+    option_limits: ClassVar[dict[str, Accepts]] = {"output_stride": integer(8, 32)}
 
     def __init__(
-        self, input_shape: tuple[int, ...], out_dim: int = 512, spatial: bool = False
+        self,
+        input_shape: tuple[int, ...],
+        out_dim: int = 512,
+        spatial: bool = False,
+        output_stride: int = 32,
     ) -> None:
         super().__init__()
+        if output_stride not in (8, 16, 32):
+            raise ConfigError(f"resnet18: output_stride must be 8, 16 or 32, got {output_stride}")
+        self.output_stride = output_stride
         self.in_channels = channels_of(input_shape)
         self.spatial = spatial
         self.out_dim = out_dim
@@ -45,9 +64,18 @@ class ResNet18Encoder(nn.Module):
             nn.ReLU(),
             nn.MaxPool2d(3, 2, 1),
         )
-        stages, cin = [], 64
+        stages, cin, reached, dilation = [], 64, 4, 1
         for cout, stride in ((64, 1), (128, 2), (256, 2), (512, 2)):
-            stages.append(nn.Sequential(BasicBlock(cin, cout, stride), BasicBlock(cout, cout, 1)))
+            first_dilation = dilation
+            if stride == 2 and reached >= output_stride:  # keep the resolution: dilate instead
+                stride, dilation = 1, dilation * 2
+            reached *= stride
+            stages.append(
+                nn.Sequential(
+                    BasicBlock(cin, cout, stride, first_dilation),
+                    BasicBlock(cout, cout, 1, dilation),
+                )
+            )
             cin = cout
         self.stages = nn.Sequential(*stages)
         self.project: nn.Module = nn.Identity() if out_dim == 512 else nn.Conv2d(512, out_dim, 1)

@@ -105,7 +105,7 @@ def test_prepare_through_the_cli_maps_labels_and_resumes(
 ) -> None:
     raw, arrays = release
     out = tmp_path / "seg"
-    assert cli("--raw", str(raw), "--out", str(out), "--option", "task=segmentation") == 0
+    assert cli("--raw", str(raw), "--out", str(out), "--task", "segmentation") == 0
     assert capsys.readouterr().out.strip() == str(out)
     split = nyudv2.shipped_split()
     lookup = nyudv2.label_lookup(nyudv2.shipped_class_mapping())
@@ -257,7 +257,7 @@ def test_an_interrupted_run_is_flagged_then_resumed(
     assert main([*run, "--out", str(tmp_path / "run")]) == 2  # the CLI: one line, exit 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and f"the preparation of {out} did not finish: run `robustfusion" in err
-    assert "--option task=segmentation" in err
+    assert "--task segmentation" in err
     monkeypatch.setattr(nyudv2_prepare, "_image", real)
     stamp = (out / "train_rgb.npy").stat().st_mtime_ns
     nyudv2_prepare.prepare(raw, out, task="segmentation", verbose=False)
@@ -320,3 +320,10 @@ def test_loading_errors_name_the_fix(tmp_path: Path) -> None:
     np.save(tmp_path / "train_rgb.npy", np.zeros((2, 3, 4), np.float32))
     with pytest.raises(DataError, match=r"holds float32 \(2, 3, 4\), not uint8 with 4 axes"):
         nyudv2.load_segmentation(tmp_path, 0)
+
+
+def test_the_task_is_given_once(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    args = ("--raw", str(tmp_path), "--task", "segmentation", "--option", "task=scene")
+    assert cli(*args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--task NAME or --option task=NAME" in err[0]

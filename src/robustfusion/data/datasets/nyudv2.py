@@ -18,7 +18,7 @@ release and the split but nothing else: another prepared folder (arrays, not pai
 options (``size`` ``H x W`` instead of a square ``image_size``), another target (a label map per
 image) and another :attr:`DatasetInfo.task`; one loader serving both would take options that mean
 nothing for half its calls, and its default folder could not follow the dataset's name.
-``robustfusion prepare nyudv2 --option task=segmentation`` (or ``prepare nyudv2_segmentation``)
+``robustfusion prepare nyudv2 --task segmentation`` (or ``prepare nyudv2_segmentation``)
 writes it from the same download. The split (795/654) and the 894 -> 40 class mapping ship with
 the package (``data/splits/nyudv2``, see its PROVENANCE.md), so only the labelled ``.mat`` is
 needed. Depth is in metres, standardised by the mean and std of the training images' valid
@@ -81,7 +81,7 @@ DEFAULT_SIZE = (240, 320)
 
 def segmentation_command(root: Path | str) -> str:
     """The command that (re)builds the segmentation folder ``root``."""
-    return f"robustfusion prepare {NAME} --raw RAW --option task=segmentation --out {root}"
+    return f"robustfusion prepare {NAME} --raw RAW --task segmentation --out {root}"
 
 
 def _shipped(filename: str) -> str:
@@ -281,7 +281,7 @@ def _normalise_rgb(rgb: Tensor) -> Tensor:
 @DATASETS.register(
     SEGMENTATION_NAME,
     "NYU Depth v2 RGB-D semantic segmentation, 40 classes, 795/654 "
-    "(`robustfusion prepare nyudv2 --option task=segmentation`)",
+    "(`robustfusion prepare nyudv2 --task segmentation`)",
 )
 def load_segmentation(
     root: Path | None,

@@ -7,7 +7,7 @@ metres scaled to 0-255 over ``max_depth`` (10 m), replicated to 3 channels (QMF 
 Resumable (existing images are kept) and atomic (each image is renamed into place; a marker file
 flags an unfinished folder).
 
-``--option task=segmentation`` (default ``task=scene``, the above) writes the 40-class semantic
+``--task segmentation`` (default ``task=scene``, the above) writes the 40-class semantic
 segmentation arrays of :func:`robustfusion.data.datasets.nyudv2.load_segmentation` instead, to
 the ``nyudv2_segmentation`` cache folder: per split (795 train / 654 test, the shipped standard
 split) ``{split}_index.npy`` (int32 1-based image numbers), ``{split}_rgb.npy`` (uint8
@@ -116,7 +116,7 @@ def prepare(
     if task != "scene":
         raise ConfigError(f"task accepts scene or segmentation, got {task!r}")
     if depth != "inpainted":
-        raise ConfigError("depth applies to task=segmentation only: add --option task=segmentation")
+        raise ConfigError("depth applies to task=segmentation only: add --task segmentation")
     out = dataset_root(NAME, out)
     command = f"run `robustfusion prepare {NAME} --raw RAW --out {out}`"
     if raw is None:
@@ -316,7 +316,7 @@ def _class_pixels(path: Path) -> list[int]:
 @PREPARERS.register(
     SEGMENTATION_NAME,
     "NYU Depth v2 labelled .mat -> 40-class RGB-D segmentation arrays "
-    "(= prepare nyudv2 --option task=segmentation)",
+    "(= prepare nyudv2 --task segmentation)",
 )
 def prepare_segmentation(
     raw: Path | None, out: Path | None, depth: str = "inpainted", verbose: bool = True
