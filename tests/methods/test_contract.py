@@ -3,7 +3,9 @@
 Parametrised over :data:`robustfusion.registry.METHODS` and the compositions in
 :data:`COMPOSITIONS`, so a new method file is checked as soon as it registers. Each method is
 built from a small :class:`MethodSpec` of vectors, and of feature maps as well when it wants
-them (``wants_spatial_features``); everything is tiny and runs on the CPU. What is checked:
+them (``wants_spatial_features``), and as a segmentation model (feature maps, label maps with
+ignored pixels) when every part declares segmentation in its ``MethodFacts``; everything is tiny
+and runs on the CPU. What is checked:
 
 * a training step (``prepare_batch``, ``encode``, forward, losses, backward, ``after_backward``,
   an optimiser step) early and late in a run, with finite losses and gradients;
@@ -29,9 +31,10 @@ import torch
 from torch import Tensor, nn
 
 from robustfusion.errors import ConfigError
-from robustfusion.methods.base import Method, MethodSpec, build_method
+from robustfusion.methods.base import Method, MethodSpec, build_method, method_facts
 from robustfusion.methods.wrapper import WrapperMethod
 from robustfusion.registry import METHODS
+from robustfusion.tasks import IGNORE_INDEX
 from robustfusion.types import Batch, FusionOutput
 
 #: Compositions checked beside every registered method: the board's, and wrappers around methods
@@ -56,6 +59,19 @@ MAP_INPUTS = {"a": (1, 8, 8), "b": (1, 6, 8)}
 
 
 def _spec(kind: str, modalities: tuple[str, ...] = ("a", "b")) -> MethodSpec:
+    if kind == "segmentation":  # an RGB-like and a depth-like map of one size, label maps
+        shapes = {m: ((3, 8, 8) if i % 2 == 0 else (1, 8, 8)) for i, m in enumerate(modalities)}
+        return MethodSpec(
+            modalities=modalities,
+            feature_dims=dict.fromkeys(modalities, 4),
+            num_classes=CLASSES,
+            hidden_dim=8,
+            input_shapes=shapes,
+            input_kinds={m: ("image" if i % 2 == 0 else "map") for i, m in enumerate(modalities)},
+            input_scales={m: (1 / 255 if i % 2 == 0 else 1.0) for i, m in enumerate(modalities)},
+            task="segmentation",
+            target_shape=(8, 8),
+        )
     if kind == "maps":
         shapes = {m: MAP_INPUTS.get(m, (1, 8, 8)) for m in modalities}
         kinds = {m: ("image" if i % 2 == 0 else "spectrogram") for i, m in enumerate(modalities)}
@@ -82,7 +98,7 @@ def _encoders(spec: MethodSpec, kind: str) -> nn.ModuleDict:
     encoders = {}
     for m in spec.modalities:
         shape, dim = spec.input_shapes[m], spec.feature_dims[m]
-        if kind == "maps":
+        if kind in ("maps", "segmentation"):
             encoders[m] = nn.Sequential(
                 nn.Conv2d(shape[0], dim, 3, padding=1), nn.ReLU(), nn.AvgPool2d(2)
             )
@@ -96,6 +112,10 @@ def _batch(spec: MethodSpec, seed: int = 0, absent: bool = False) -> Batch:
     the first in samples 3-4 (their inputs zeroed, the batch contract)."""
     g = torch.Generator().manual_seed(seed)
     target = torch.arange(BATCH) % CLASSES
+    if spec.task == "segmentation":  # each sample's class on its left half, a void border
+        labels = target.view(-1, 1, 1).expand(BATCH, *spec.target_shape).clone()
+        labels[:, :, spec.target_shape[1] // 2 :] = (target.view(-1, 1) + 1) % CLASSES
+        labels[:, 0] = IGNORE_INDEX
     inputs, present = {}, {}
     for i, m in enumerate(spec.modalities):
         shape = spec.input_shapes[m]
@@ -107,15 +127,20 @@ def _batch(spec: MethodSpec, seed: int = 0, absent: bool = False) -> Batch:
             seen[3:5] = False
         inputs[m] = x * seen.view(-1, *[1] * len(shape)).to(x.dtype)
         present[m] = seen
+    if spec.task == "segmentation":
+        target = labels
     return Batch(inputs=inputs, present=present, target=target, index=torch.arange(BATCH) + seed)
 
 
 def _kinds(case: str) -> list[str]:
-    """Vectors for every method; maps as well for those that want them."""
-    wants = any(
-        getattr(METHODS.get(part), "wants_spatial_features", False) for part in case.split("+")
-    )
-    return ["vectors", "maps"] if wants else ["vectors"]
+    """Vectors for every method; maps as well for those that want them; segmentation for those
+    whose every part is defined for it (:class:`MethodFacts`)."""
+    parts = case.split("+")
+    wants = any(getattr(METHODS.get(part), "wants_spatial_features", False) for part in parts)
+    kinds = ["vectors", "maps"] if wants else ["vectors"]
+    if all("segmentation" in method_facts(part).tasks for part in parts):
+        kinds.append("segmentation")
+    return kinds
 
 
 KIND_CASES = [
@@ -172,7 +197,7 @@ def test_a_training_step_early_and_late_in_the_run_is_finite(case: str, kind: st
     for epoch in (0, 8):  # early: warm-ups, modulation windows; late: full weights, lr steps
         method.on_epoch_start(epoch, 10)
         output, terms = _step(method, encoders, _batch(spec, seed=epoch), optimiser)
-        assert output.logits.shape == (BATCH, CLASSES)
+        assert output.logits.shape == (BATCH, CLASSES, *spec.target_shape)
         assert output.weights.shape == (BATCH, len(spec.modalities))
         assert output.modalities == spec.modalities
         assert terms and all(bool(torch.isfinite(v).all()) for v in terms.values()), terms
