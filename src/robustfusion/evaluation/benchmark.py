@@ -565,7 +565,7 @@ class Benchmark:
         with _threads(self.config.threads_per_job):
             for view in modalities:
                 config = self.train_config("unimodal", seed, view)
-                scores[view] = float(self._ensure_trained(config)["val_accuracy"])
+                scores[view] = float(self._ensure_trained(config)[self.task.selection_key])
         best = max(modalities, key=lambda v: scores[v])
         write_json(path, {"view": best, "seed": seed, "val_accuracy": scores})
         return best
@@ -577,6 +577,7 @@ class Benchmark:
             previous = json.loads((self.out / META_FILE).read_text(encoding="utf-8"))
         return {
             "dataset": info.name,
+            "task": info.task,
             "modalities": list(info.modality_names),
             "methods": list(self._variants),
             "seeds": list(config.seeds),

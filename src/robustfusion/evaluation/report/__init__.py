@@ -1,6 +1,9 @@
-"""``report.md`` of a benchmark folder (:func:`write_report`: clean accuracy, robustness summary,
-accuracy and modality-weight curves, missing modalities, "do the weights matter?", the grids) and
-the results page over several folders (:func:`write_results_page`).
+"""``report.md`` of a benchmark folder (:func:`write_report`: clean test metrics, robustness
+summary, primary-metric and modality-weight curves, missing modalities, "do the weights matter?",
+the grids) and the results page over several folders (:func:`write_results_page`). What is shown
+is driven by the folder's task (:attr:`Folder.task`, from ``benchmark.json`` or the columns of
+``results.csv``): its metric specs give the columns, titles, directions and digits, its primary
+metric (accuracy, mIoU) the nAUC, PCR, weight effects and claims.
 
 Modules, in import order: ``statistics`` (nAUC, PCR, mean ± std, paired tests), ``reading``
 (``results.csv`` and ``benchmark.json`` into indexed cells), ``summaries`` (per method and seed:

@@ -1,10 +1,12 @@
-""" "Robust without a clean cost?": a method's clean accuracy and its accuracy under noise on each
-modality, each against ``static`` and paired over seeds (issue 20's test of a claim).
+""" "Robust without a clean cost?": a method's clean figure and its figure under noise on each
+modality, each against ``static`` and paired over seeds (issue 20's test of a claim). The figure is
+the folder's task's primary metric (accuracy for classification, mIoU for segmentation), and
+"ahead" is in its direction (:attr:`robustfusion.tasks.base.MetricSpec.higher_is_better`).
 
-A method *meets* the claim on a benchmark folder when its mean clean accuracy is at least
-static's minus :data:`CLEAN_TOLERANCE` and its accuracy under the corruption is above static's,
-averaged over the grid's non-zero severities, for target ``each`` (every sample and modality
-corrupted with p = 0.5) and for every modality corrupted alone. The
+A method *meets* the claim on a benchmark folder when its mean clean figure is at most
+:data:`CLEAN_TOLERANCE` worse than static's and its figure under the corruption is better than
+static's, averaged over the grid's non-zero severities, for target ``each`` (every sample and
+modality corrupted with p = 0.5) and for every modality corrupted alone. The
 tables give the numbers behind the verdict, with the paired t-test of each difference.
 """
 
@@ -16,15 +18,16 @@ from dataclasses import dataclass
 
 from robustfusion.evaluation.report.reading import Folder
 from robustfusion.evaluation.report.statistics import ALPHA, mean_std, paired_p_value
-from robustfusion.evaluation.report.tables import number
+from robustfusion.evaluation.report.tables import compact_digits, number
 from robustfusion.evaluation.results import CLEAN
 
-#: Clean accuracy a robust method may give up to static and still meet the claim (1 point).
+#: Clean figure (of the primary metric) a robust method may give up to static and still meet the
+#: claim (1 point).
 CLEAN_TOLERANCE = 0.01
 REFERENCE = "static"
 #: The grid's target that corrupts every (sample, modality) with p = 0.5 (``--target each``).
 EACH = "each"
-#: Slack of the comparisons: differences of averaged accuracies that tie up to rounding are ties.
+#: Slack of the comparisons: differences of averaged figures that tie up to rounding are ties.
 _EPS = 1e-12
 
 
@@ -49,22 +52,26 @@ class Difference:
 
 @dataclass(frozen=True)
 class ClaimRow:
-    """One method on one folder: static's clean accuracy, the clean difference and the
-    difference under ``corruption`` on each modality alone (mean over non-zero severities)."""
+    """One method on one folder: static's clean figure of the primary metric, the clean
+    difference and the difference under ``corruption`` on each modality alone (mean over non-zero
+    severities)."""
 
     method: str
     static_clean: dict[int, float]
     clean: Difference
     noise: dict[str, Difference]
-    #: non-zero severities at which the method's mean accuracy is above static's, per modality
+    #: non-zero severities at which the method's mean is better than static's, per modality
     ahead_at: dict[str, tuple[int, int]]
+    #: the primary metric's direction: ``False`` when a lower figure is better
+    higher_is_better: bool = True
 
     @property
     def meets(self) -> bool:
         if not self.clean.by_seed or not self.noise:
             return False
-        return self.clean.mean >= -CLEAN_TOLERANCE - _EPS and all(
-            d.by_seed and d.mean > _EPS for d in self.noise.values()
+        sign = 1.0 if self.higher_is_better else -1.0
+        return sign * self.clean.mean >= -CLEAN_TOLERANCE - _EPS and all(
+            d.by_seed and sign * d.mean > _EPS for d in self.noise.values()
         )
 
 
@@ -86,11 +93,12 @@ def claim_rows(
     if REFERENCE not in results.methods:
         return []
     severities = [s for s in folder.severities.get(corruption, []) if s > 0]
+    metric = results.primary
 
     def clean(method: str) -> dict[int, float]:
         return _finite(
             {
-                s: results.value(method, s, CLEAN, "all", 0.0, "accuracy")
+                s: results.value(method, s, CLEAN, "all", 0.0, metric.name)
                 for s in results.seeds_of(method)
             }
         )
@@ -98,7 +106,7 @@ def claim_rows(
     def noisy(method: str, modality: str, severity: float) -> dict[int, float]:
         return _finite(
             {
-                s: results.value(method, s, corruption, modality, severity, "accuracy")
+                s: results.value(method, s, corruption, modality, severity, metric.name)
                 for s in results.seeds_of(method)
             }
         )
@@ -123,15 +131,19 @@ def claim_rows(
             wins = 0
             for v in severities:
                 mine, theirs = noisy(method, modality, v), noisy(REFERENCE, modality, v)
-                if (
-                    mine
-                    and theirs
-                    and mean_std(list(mine.values()))[0] > mean_std(list(theirs.values()))[0] + _EPS
-                ):
-                    wins += 1
+                if mine and theirs:
+                    better, worse = (
+                        mean_std(list(mine.values()))[0],
+                        mean_std(list(theirs.values()))[0],
+                    )
+                    if not metric.higher_is_better:
+                        better, worse = worse, better
+                    if better > worse + _EPS:
+                        wins += 1
             ahead[modality] = (wins, len(severities))
+        difference = _difference(clean(method), static_clean)
         rows.append(
-            ClaimRow(method, static_clean, _difference(clean(method), static_clean), noise, ahead)
+            ClaimRow(method, static_clean, difference, noise, ahead, metric.higher_is_better)
         )
     return rows
 
@@ -141,15 +153,23 @@ def claim_table(folder: Folder, methods: Sequence[str], corruption: str = "gauss
     rows = claim_rows(folder, methods, corruption)
     if not rows:
         return []
+    metric = folder.results.primary
+    digits = compact_digits(metric)
     modalities = list(rows[0].noise)
     static = mean_std(list(rows[0].static_clean.values()))
+    clean_rule = (
+        f"clean Δ ≥ −{CLEAN_TOLERANCE:g}"
+        if metric.higher_is_better
+        else f"clean Δ ≤ +{CLEAN_TOLERANCE:g} (lower {metric.title} is better)"
+    )
     lines = [
-        f"**Robust without a clean cost?** Static's clean accuracy {number(static[0], 3)} ± "
-        f"{number(static[1], 3)}. Δ: method − static, mean ± std over seeds of the paired "
+        f"**Robust without a clean cost?** Static's clean {metric.title} "
+        f"{number(static[0], digits)} ± {number(static[1], digits)}. Δ: method − static, mean ± "
+        "std over seeds of the paired "
         f"differences (**†**: not significant at p < {ALPHA:g}); under {corruption} noise "
         "on `each` (every sample and modality with p = 0.5) and on one modality at a time, "
         "averaged over the grid's non-zero severities, with the number of severities at which "
-        f"the method's mean is ahead. Meets: clean Δ ≥ −{CLEAN_TOLERANCE:g} and ahead on `each` "
+        f"the method's mean is ahead. Meets: {clean_rule} and ahead on `each` "
         "and on every modality.",
         "",
         "| method | clean Δ | "
@@ -159,22 +179,25 @@ def claim_table(folder: Folder, methods: Sequence[str], corruption: str = "gauss
     ]
     for row in rows:
         cells = [
-            f"{row.noise[m].cell()} ({row.ahead_at[m][0]}/{row.ahead_at[m][1]})"
+            f"{row.noise[m].cell(digits)} ({row.ahead_at[m][0]}/{row.ahead_at[m][1]})"
             if m in row.noise
             else "–"
             for m in modalities
         ]
         lines.append(
-            f"| {row.method} | {row.clean.cell()} | "
+            f"| {row.method} | {row.clean.cell(digits)} | "
             + " | ".join(cells)
             + f" | {'yes' if row.meets else '**no**'} |"
         )
     return lines + [""]
 
 
-def _sortable(mean: float) -> float:
-    """A mean to sort by, ``nan`` (no result) first: the worst case shown is never hidden."""
-    return -math.inf if math.isnan(mean) else mean
+def _sortable(mean: float, higher_is_better: bool = True) -> float:
+    """A mean to sort by, worst first (``nan``, no result, before any): the worst case shown is
+    never hidden."""
+    if math.isnan(mean):
+        return -math.inf
+    return mean if higher_is_better else -mean
 
 
 def _heading(corruption: str, target: str) -> str:
@@ -188,7 +211,9 @@ def claim_summary(
     """One table over several folders ``(title, group, folder, methods)``: per dataset and
     method, the clean Δ, the noise Δ on ``each`` and the smallest single-modality noise Δ, and
     whether the claim is met."""
-    entries = [(t, g, r) for t, g, f, ms in parts for r in claim_rows(f, ms, corruption)]
+    entries = [
+        (t, g, f.results.primary, r) for t, g, f, ms in parts for r in claim_rows(f, ms, corruption)
+    ]
     if not entries:
         return []
     lines = [
@@ -196,15 +221,18 @@ def claim_summary(
         f"single modality under {corruption}: Δ | meets |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    for title, group, row in entries:
+    for title, group, metric, row in entries:
+        digits = compact_digits(metric)
         static = mean_std(list(row.static_clean.values()))
         each = row.noise.get(EACH)
         singles = [(m, d) for m, d in row.noise.items() if m != EACH]
-        worst = min(singles, key=lambda kv: _sortable(kv[1].mean), default=None)
-        worst_cell = f"{worst[1].cell()} ({worst[0]})" if worst else "–"
+        worst = min(
+            singles, key=lambda kv: _sortable(kv[1].mean, row.higher_is_better), default=None
+        )
+        worst_cell = f"{worst[1].cell(digits)} ({worst[0]})" if worst else "–"
         lines.append(
-            f"| {title} | {group or '–'} | {row.method} | {number(static[0], 3)} | "
-            f"{row.clean.cell()} | {each.cell() if each else '–'} | {worst_cell} | "
+            f"| {title} | {group or '–'} | {row.method} | {number(static[0], digits)} | "
+            f"{row.clean.cell(digits)} | {each.cell(digits) if each else '–'} | {worst_cell} | "
             f"{'yes' if row.meets else '**no**'} |"
         )
     return lines + [""]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from robustfusion.atomic import write_text
-from robustfusion.evaluation.report.figures import accuracy_figures, weight_figures
+from robustfusion.evaluation.report.figures import metric_figures, weight_figures
 from robustfusion.evaluation.report.reading import Folder
 from robustfusion.evaluation.report.tables import (
     clean_table,
@@ -21,7 +21,8 @@ REPORT_FILE = "report.md"
 
 
 def write_report(out: Path) -> Path:
-    """Write ``out/report.md`` and ``out/figures/*.png`` from ``results.csv`` and ``benchmark.json``."""
+    """Write ``out/report.md`` and ``out/figures/*.png`` from ``results.csv`` and ``benchmark.json``;
+    its tables, summaries and figures are of the folder's task's metrics (:attr:`Folder.task`)."""
     out = Path(out)
     folder = Folder.read(out)
     meta, results, severities, targets = (
@@ -34,11 +35,11 @@ def write_report(out: Path) -> Path:
     lines += overview(meta, results)
     lines += clean_table(results)
     lines += robustness_table(results, severities)
-    lines += accuracy_figures(out, results, severities, targets)
+    lines += metric_figures(out, results, severities, targets)
     lines += weight_figures(out, results, severities, folder.modalities, targets)
     lines += missing_table(results)
     lines += conflict_table(results)
-    lines += weights_matter(folder.all_rows, meta.get("methods", []))
+    lines += weights_matter(folder.all_rows, meta.get("methods", []), folder.task)
     lines += grid_section(meta, severities, targets)
     path = out / REPORT_FILE
     write_text(path, "\n".join(lines) + "\n")

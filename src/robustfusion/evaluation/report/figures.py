@@ -1,5 +1,6 @@
-"""The report's figures (drawn by :mod:`robustfusion.evaluation.plots`): accuracy vs severity
-and modality weights vs severity, one file per corruption under ``figures/``."""
+"""The report's figures (drawn by :mod:`robustfusion.evaluation.plots`): the task's primary metric
+vs severity (``figures/<metric>_<corruption>.png``: accuracy, mIoU) and modality weights vs
+severity, one file per corruption under ``figures/``."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 
 from robustfusion.data.corruptions.base import corruption_facts
 from robustfusion.evaluation.plots import Curve, plot_panels
-from robustfusion.evaluation.report.reading import Results
+from robustfusion.evaluation.report.reading import Results, capitalised
 from robustfusion.registry import CORRUPTIONS
 
 FIGURES_DIR = "figures"
@@ -22,11 +23,13 @@ def severity_axis(corruption: str) -> str:
     return SEVERITY_AXES.get(corruption, "severity")
 
 
-def accuracy_figures(
+def metric_figures(
     out: Path, results: Results, severities: dict[str, list[float]], targets: dict[str, list[str]]
 ) -> list[str]:
-    """Section *Accuracy vs severity*: one figure per corruption, a panel per target."""
-    lines = ["## Accuracy vs severity", ""]
+    """Section *<Primary metric> vs severity* (*Accuracy vs severity*): one figure per corruption,
+    a panel per target."""
+    metric = results.primary
+    lines = [f"## {capitalised(metric.title)} vs severity", ""]
     for corruption in severities:
         panels: dict[str, dict[str, Curve]] = {}
         for target in targets.get(corruption, ["all", "each"]):
@@ -37,15 +40,15 @@ def accuracy_figures(
                 panels[f"target: {target}"] = curves
         if not panels:
             continue
-        name = f"{FIGURES_DIR}/accuracy_{corruption}.png"
+        name = f"{FIGURES_DIR}/{metric.name}_{corruption}.png"
         plot_panels(
             panels,
             out / name,
-            title=f"{corruption}: test accuracy (mean ± std over seeds)",
+            title=f"{corruption}: test {metric.title} (mean ± std over seeds)",
             xlabel=severity_axis(corruption),
-            ylabel="accuracy",
+            ylabel=metric.title,
         )
-        lines += [f"![accuracy vs {corruption} severity]({name})", ""]
+        lines += [f"![{metric.title} vs {corruption} severity]({name})", ""]
     return lines
 
 

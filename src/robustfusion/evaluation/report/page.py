@@ -1,13 +1,15 @@
 """The results page of several benchmark folders (a suite's ``docs/results.md``): per folder a
 table of mean ± std over seeds with paired t-tests against ``static``, reference figures from
-elsewhere, and the folder's figures copied beside the page."""
+elsewhere, and the folder's figures copied beside the page. Each folder's columns are its task's
+metrics (:attr:`~robustfusion.evaluation.report.reading.Folder.task`), its nAUC and PCR those of
+the task's primary metric; the page's prose names the metrics of the tasks it shows."""
 
 from __future__ import annotations
 
 import json
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +17,7 @@ from robustfusion.atomic import write_bytes, write_text
 from robustfusion.evaluation.report.claims import claim_summary, claim_table
 from robustfusion.evaluation.report.document import REPORT_FILE, write_report
 from robustfusion.evaluation.report.figures import FIGURES_DIR
-from robustfusion.evaluation.report.reading import Folder
+from robustfusion.evaluation.report.reading import DEFAULT_TASK, Folder, plural
 from robustfusion.evaluation.report.statistics import (
     ALPHA,
     mean_by_seed,
@@ -29,8 +31,10 @@ from robustfusion.evaluation.report.summaries import (
     robustness_by_seed,
     weight_effects,
 )
-from robustfusion.evaluation.report.tables import mean_pm, settings_used
+from robustfusion.evaluation.report.tables import compact_digits, mean_pm, settings_used
 from robustfusion.evaluation.results import CLEAN
+from robustfusion.tasks import task_of
+from robustfusion.tasks.base import MetricSpec, Task
 
 #: A suite part's description beside its benchmark folder (written by the suite runner).
 PART_FILE = "suite_part.json"
@@ -54,21 +58,31 @@ def _cell(values: dict[int, float], p: float | None, digits: int = 3, sign: bool
     return text
 
 
+def metric_column(spec: MetricSpec, task: Task) -> str:
+    """The results page's title of a clean metric's column: ``clean <title>`` for the task's
+    primary metric (``clean accuracy``, ``clean mIoU``), the spec's title for the others."""
+    return f"clean {spec.title}" if spec.name == task.primary else spec.title
+
+
 def dataset_columns(
     folder: Folder,
 ) -> tuple[list[str], dict[str, dict[str, dict[int, float]]], set[str]]:
     """The results page's columns for one benchmark folder: their titles, per method and column
-    the value of each seed, and the columns tested against 0 rather than against ``static``."""
+    the value of each seed, and the columns tested against 0 rather than against ``static``.
+
+    The columns: the task's metrics on the clean test set, the nAUC of its primary metric per
+    corruption, its mean PCR, the weight effects (on the primary metric)."""
     results = folder.results
+    metrics = results.metrics
     robustness = robustness_by_seed(results, folder.severities)
     pcrs = mean_pcr_by_seed(results)
-    effects = weight_effects(folder.all_rows)
+    effects = weight_effects(folder.all_rows, folder.task)
     corruptions = [
         c
         for c in folder.severities
         if any(f"{c}/{t}" in robustness[m] for m in robustness for t in ("all", "each"))
     ]
-    titles = ["clean accuracy", "macro-F1", "ECE"]
+    titles = [metric_column(spec, folder.task) for spec in metrics]
     titles += [f"nAUC {c}" for c in corruptions]
     if any(pcrs.values()):
         titles.append("mean PCR")
@@ -82,11 +96,11 @@ def dataset_columns(
     for m in results.methods:
         seeds = results.seeds_of(m)
         row: dict[str, dict[int, float]] = {}
-        for title, column in zip(titles[:3], ("accuracy", "macro_f1", "ece"), strict=True):
+        for title, spec in zip(titles[: len(metrics)], metrics, strict=True):
             row[title] = {
                 s: v
                 for s in seeds
-                if not math.isnan(v := results.value(m, s, CLEAN, "all", 0.0, column))
+                if not math.isnan(v := results.value(m, s, CLEAN, "all", 0.0, spec.name))
             }
         for c in corruptions:
             per = robustness.get(m, {})
@@ -101,19 +115,23 @@ def dataset_columns(
 
 
 def _reference_table(folder: Folder, reference: dict[str, Any]) -> list[str]:
-    """Accuracy per severity of every method beside figures published elsewhere (e.g. the
-    official TMC code's), for one corruption and target; ✓ marks the reference method within
-    ``tolerance`` of every anchor."""
+    """The primary metric per severity of every method beside figures published elsewhere (e.g.
+    the official TMC code's: ``reference[<primary metric's name>]``, e.g. ``accuracy``), for one
+    corruption and target; ✓ marks the reference method within ``tolerance`` of every anchor.
+    Empty when the reference has no figures of the folder's primary metric."""
+    metric = folder.results.primary
+    if not reference.get(metric.name):
+        return []
     corruption = reference.get("corruption", "gaussian")
     target = reference.get("target", "all")
-    anchors = {float(k): float(v) for k, v in reference["accuracy"].items()}
+    anchors = {float(k): float(v) for k, v in reference[metric.name].items()}
     levels = sorted(anchors)
     tolerance = float(reference.get("tolerance", 0.01))
     results = folder.results
     header = " | ".join(f"σ={x:g}" if x else "clean" for x in levels)
     lines = [
         f"Beside {reference.get('source', 'a reference')} ({corruption}, target {target}; "
-        "accuracy %, mean ± std over seeds):",
+        f"{metric.title} %, mean ± std over seeds):",
         "",
         f"| method | {header} |",
         "|---|" + "---|" * len(levels),
@@ -123,7 +141,7 @@ def _reference_table(folder: Folder, reference: dict[str, Any]) -> list[str]:
         cells, within = [], True
         for x in levels:
             c, t = (CLEAN, "all") if x == 0 else (corruption, target)
-            values = [results.value(m, seed, c, t, x, "accuracy") for seed in results.seeds_of(m)]
+            values = [results.value(m, seed, c, t, x, metric.name) for seed in results.seeds_of(m)]
             values = [v for v in values if not math.isnan(v)]
             if not values:
                 cells.append("–")
@@ -154,7 +172,13 @@ def write_results_page(
     """
     out = Path(out)
     figures_root = out.parent / out.stem
-    names = [Folder.read(Path(f)).meta.get("dataset") or Path(f).name for f in folders]
+    read = [Folder.read(Path(f)) for f in folders]
+    names = [
+        f.meta.get("dataset") or Path(path).name for f, path in zip(read, folders, strict=True)
+    ]
+    tasks = list({f.task.name: f.task for f in read}.values()) or [task_of(DEFAULT_TASK)]
+    primary = _either(t.primary_spec.title for t in tasks)
+    tested = _listed(_short(spec.title) for t in tasks for spec in t.metrics)
     lines = [
         "# Results",
         "",
@@ -164,14 +188,14 @@ def write_results_page(
         command.strip(),
         "```",
         "",
-        "Mean ± std over seeds (test split; model selected on validation accuracy). nAUC "
-        "*c*: normalised area under accuracy vs severity of corruption *c*, mean of targets "
+        f"Mean ± std over seeds (test split; model selected on validation {primary}). nAUC "
+        f"*c*: normalised area under {primary} vs severity of corruption *c*, mean of targets "
         "`all` and `each` per seed. Mean PCR: performance collapse rate averaged over the "
         "missing-modality subsets (lower is better). Δ vs uniform twin, Δ_inf uniform at test, "
         "headroom to oracle: see *Do the weights matter?* in each benchmark's report, averaged "
         f"over its corrupted cells. **†**: not significant at p < {ALPHA:g}, or not testable "
-        "(fewer than 2 seeds): a paired t-test over seeds against `static` for the accuracy, "
-        "F1, ECE, nAUC and PCR columns, a one-sample t-test against 0 for the weight columns.",
+        f"(fewer than 2 seeds): a paired t-test over seeds against `static` for the {tested}, "
+        "nAUC and PCR columns, a one-sample t-test against 0 for the weight columns.",
         "",
     ]
     sections: list[str] = []
@@ -190,20 +214,37 @@ def write_results_page(
             compared.append((title, part.get("group", ""), folder, list(part["compare"])))
     summary = claim_summary(compared)
     if summary:
+        titles = list({f.task.name: f.task.primary_spec.title for _, _, f, _ in compared}.values())
+        claimed = _either(titles)
         lines += [
             "## Robust without a clean cost?",
             "",
-            "Every compared method on every dataset: clean accuracy against static, accuracy "
+            f"Every compared method on every dataset: clean {claimed} against static, {claimed} "
             "under Gaussian noise with target `each` (every sample and modality with p = 0.5) "
             "against static, and the single modality where noise hurts it most against static "
-            "(accuracies averaged over the grid's non-zero severities); each dataset's section "
-            "has every modality.",
+            f"({_either(plural(t) for t in titles)} averaged over the grid's non-zero "
+            "severities); each dataset's section has every modality.",
             "",
             *summary,
         ]
     lines += sections
     write_text(out, "\n".join(lines) + "\n")
     return out
+
+
+def _either(titles: Iterable[str]) -> str:
+    """Metric titles in running text: ``accuracy``; ``accuracy or mIoU`` on a page of two tasks."""
+    return " or ".join(dict.fromkeys(titles))
+
+
+def _short(title: str) -> str:
+    """A metric's title in a list of columns: its last hyphenated part (``macro-F1`` → ``F1``)."""
+    return title.rsplit("-", 1)[-1]
+
+
+def _listed(titles: Iterable[str]) -> str:
+    """``accuracy, F1, ECE``: distinct titles in order, comma-separated."""
+    return ", ".join(dict.fromkeys(titles))
 
 
 def _part_info(path: Path) -> dict[str, Any]:
@@ -246,19 +287,23 @@ def _dataset_section(
         "| method | " + " | ".join(titles) + " | seeds |",
         "|---|" + "---|" * (len(titles) + 1),
     ]
+    # clean metrics in their own compact digits; nAUC, PCR and weight effects in the primary's
+    digits = {metric_column(spec, folder.task): compact_digits(spec) for spec in results.metrics}
+    summary_digits = compact_digits(results.primary)
     for m in results.methods:
         cells = []
         for column in titles:
             values = table[m].get(column, {})
+            places = digits.get(column, summary_digits)
             if column in against_zero:
                 cells.append(
-                    _cell(values, paired_p_value(values, None), 3, True) if values else "–"
+                    _cell(values, paired_p_value(values, None), places, True) if values else "–"
                 )
             else:
                 p = None
                 if reference is not None and m != "static":
                     p = paired_p_value(values, reference.get(column, {}))
-                cells.append(_cell(values, p))
+                cells.append(_cell(values, p, places))
         lines.append(f"| {m} | " + " | ".join(cells) + f" | {len(results.seeds_of(m))} |")
     lines.append("")
     if part.get("compare"):

@@ -1,5 +1,6 @@
-"""A benchmark folder read for reporting: the rows of ``results.csv`` indexed by cell, and
-``benchmark.json``.
+"""A benchmark folder read for reporting: the rows of ``results.csv`` indexed by cell,
+``benchmark.json``, and the folder's task (:func:`folder_task`), whose metric specs drive every
+table, summary and figure of the report.
 
 Rows whose column ``weights`` is ``uniform`` or ``oracle`` (the same checkpoint evaluated with
 swapped modality weights) and the uniform twins ``<method>~uniform`` feed only the "do the weights
@@ -29,10 +30,31 @@ from robustfusion.evaluation.results import (
     RESULTS_FILE,
     CellKey,
     row_key,
+    task_of_columns,
 )
+from robustfusion.tasks import task_of
+from robustfusion.tasks.base import MetricSpec, Task
+
+#: The task of a results file whose task cannot be told (no row, no header, no record).
+DEFAULT_TASK = "classification"
 
 #: ``weights`` column values: the method's own weights, uniform ones, the oracle's.
 UNIFORM, ORACLE = "uniform", "oracle"
+
+
+def capitalised(title: str) -> str:
+    """A metric's title at the start of a heading: ``accuracy`` → ``Accuracy``, ``macro-F1`` →
+    ``Macro-F1``; a title whose second letter is a capital (``mIoU``, ``ECE``) stays as it is."""
+    if len(title) > 1 and title[1].isupper():
+        return title
+    return title[:1].upper() + title[1:]
+
+
+def plural(title: str) -> str:
+    """A metric's title in the plural (``accuracy`` → ``accuracies``, ``mIoU`` → ``mIoUs``)."""
+    if title.endswith("y") and title[-2:-1] not in tuple("aeiou"):
+        return title[:-1] + "ies"
+    return title + "s"
 
 
 def weights_of(row: dict[str, str]) -> str:
@@ -57,11 +79,45 @@ def read_rows(path: Path) -> list[dict[str, str]]:
     return list(rows.values())
 
 
-class Results:
-    """The rows of ``results.csv`` indexed for the report."""
+def read_header(path: Path) -> list[str]:
+    """The column names of a ``results.csv`` (empty for an empty file)."""
+    with open(path, newline="", encoding="utf-8") as handle:
+        return next(csv.reader(handle), [])
 
-    def __init__(self, rows: list[dict[str, str]], methods: Sequence[str]) -> None:
+
+def folder_task(
+    meta: dict[str, Any], header: Sequence[str], where: Path | str = RESULTS_FILE
+) -> Task:
+    """The task of a benchmark folder: the one ``benchmark.json`` records (``task``), else the one
+    whose metrics are columns of ``results.csv`` (:func:`~robustfusion.evaluation.results.
+    task_of_columns`); a file without a header is classification's."""
+    if meta.get("task"):
+        return task_of(str(meta["task"]))
+    if not header:
+        return task_of(DEFAULT_TASK)
+    task = task_of_columns(list(header))
+    if task is None:
+        raise DataError(
+            f"{where} is not a benchmark's results file (no task's metric columns): run "
+            "robustfusion benchmark again or point at another folder"
+        )
+    return task
+
+
+def task_of_rows(rows: Sequence[dict[str, str]]) -> Task:
+    """The task whose metrics are columns of ``rows`` (classification's for no rows)."""
+    return folder_task({}, list(rows[0]) if rows else [])
+
+
+class Results:
+    """The rows of ``results.csv`` indexed for the report, and their task (``task``: its metric
+    specs; ``primary``: the spec of the metric the robustness summaries are computed on)."""
+
+    def __init__(
+        self, rows: list[dict[str, str]], methods: Sequence[str], task: Task | None = None
+    ) -> None:
         self.rows = rows
+        self.task: Task = task if task is not None else task_of_rows(rows)
         present = {r["method"] for r in rows}
         self.methods = [m for m in methods if m in present] + sorted(present - set(methods))
         self.seeds = sorted({int(r["seed"]) for r in rows})
@@ -78,9 +134,21 @@ class Results:
             return math.nan
         return float(row[column])
 
+    @property
+    def primary(self) -> MetricSpec:
+        """The spec of the task's primary metric (accuracy, mIoU)."""
+        return self.task.primary_spec
+
+    @property
+    def metrics(self) -> tuple[MetricSpec, ...]:
+        """Every metric of the task, in the order tables show them."""
+        return self.task.metrics
+
     def curve(
-        self, method: str, seed: int, corruption: str, target: str, column: str = "accuracy"
+        self, method: str, seed: int, corruption: str, target: str, column: str | None = None
     ) -> tuple[list[float], list[float]]:
+        """Severities and the values of ``column`` (default: the primary metric) of one seed."""
+        column = column or self.task.primary
         points = self.index.get((method, seed, corruption, target), {})
         xs = sorted(points)
         return xs, [float(points[x].get(column) or "nan") for x in xs]
@@ -89,8 +157,9 @@ class Results:
         return sorted({s for (m, s, _, _) in self.index if m == method})
 
     def mean_curve(
-        self, method: str, corruption: str, target: str, column: str = "accuracy"
+        self, method: str, corruption: str, target: str, column: str | None = None
     ) -> Curve | None:
+        """Mean ± std over seeds of ``column`` (default: the primary metric) vs severity."""
         per_seed = [
             self.curve(method, s, corruption, target, column) for s in self.seeds_of(method)
         ]
@@ -106,16 +175,26 @@ class Results:
 
 
 class Folder:
-    """A benchmark folder read for reporting: ``benchmark.json`` and ``results.csv``."""
+    """A benchmark folder read for reporting: ``benchmark.json``, ``results.csv`` and its task."""
 
-    def __init__(self, path: Path, meta: dict[str, Any], rows: list[dict[str, str]]) -> None:
+    def __init__(
+        self,
+        path: Path,
+        meta: dict[str, Any],
+        rows: list[dict[str, str]],
+        task: Task | None = None,
+    ) -> None:
         self.path = path
         self.meta = meta
         self.all_rows = rows
+        self.task: Task = (
+            task if task is not None else folder_task(meta, list(rows[0]) if rows else [], path)
+        )
         main = [r for r in rows if weights_of(r) == LEARNED and not is_twin(r["method"])]
-        self.results = Results(main, meta.get("methods", []))
+        self.results = Results(main, meta.get("methods", []), self.task)
+        prefixes = ("weight_", self.task.unimodal_prefix)
         self.modalities: list[str] = meta.get("modalities") or sorted(
-            {c.removeprefix("weight_") for r in rows for c in r if c.startswith("weight_")}
+            {c.removeprefix(p) for r in rows for c in r for p in prefixes if c.startswith(p)}
         )
         self.severities: dict[str, list[float]] = meta.get("grid", {}).get("severities") or {
             c: sorted({float(r["severity"]) for r in main if r["corruption"] == c})
@@ -138,4 +217,6 @@ class Folder:
         meta: dict[str, Any] = {}
         if (out / META_FILE).is_file():
             meta = json.loads((out / META_FILE).read_text(encoding="utf-8"))
-        return cls(out, meta, read_rows(out / RESULTS_FILE))
+        header = read_header(out / RESULTS_FILE)
+        task = folder_task(meta, header, out / RESULTS_FILE)
+        return cls(out, meta, read_rows(out / RESULTS_FILE), task)

@@ -1,9 +1,11 @@
 """The report's numbers: normalised AUC, PCR, mean ± std over seeds and the paired tests.
 
-Normalised AUC (MultiBench-style): ``nAUC = integral of accuracy over severity / (s_max - s_min)``
-by the trapezoid rule, over the grid's severities including the clean 0: the mean accuracy over
-the severity range, 1 for a perfect model at every severity. PCR (performance collapse rate) of
-an absent subset ``S``: ``(A_full - A_without_S) / A_full`` per seed, then mean over seeds.
+The figures are those of the task's primary metric ``A`` (accuracy for classification, mIoU for
+segmentation: :attr:`robustfusion.tasks.base.Task.primary`). Normalised AUC (MultiBench-style):
+``nAUC = integral of A over severity / (s_max - s_min)`` by the trapezoid rule, over the grid's
+severities including the clean 0: the mean of ``A`` over the severity range, 1 for a perfect model
+at every severity. PCR (performance collapse rate) of an absent subset ``S``:
+``(A_full - A_without_S) / A_full`` per seed, then mean over seeds.
 """
 
 from __future__ import annotations
@@ -18,18 +20,21 @@ from collections.abc import Sequence
 ALPHA = 0.05
 
 
-def normalised_auc(severities: Sequence[float], accuracies: Sequence[float]) -> float:
-    """Trapezoid area under accuracy-vs-severity divided by the severity range."""
-    points = sorted(zip(severities, accuracies, strict=True))
+def normalised_auc(severities: Sequence[float], values: Sequence[float]) -> float:
+    """Trapezoid area under a metric-vs-severity curve divided by the severity range."""
+    points = sorted(zip(severities, values, strict=True))
     if len(points) < 2:
         return points[0][1] if points else math.nan
     area = sum((x1 - x0) * (y0 + y1) / 2 for (x0, y0), (x1, y1) in itertools.pairwise(points))
     return area / (points[-1][0] - points[0][0])
 
 
-def pcr(full: float, missing: float) -> float:
-    """Performance collapse rate ``(A_full - A_missing) / A_full``."""
-    return (full - missing) / full if full > 0 else math.nan
+def pcr(full: float, missing: float, higher_is_better: bool = True) -> float:
+    """Performance collapse rate ``(A_full - A_missing) / A_full`` (for a metric where lower is
+    better, ``(A_missing - A_full) / A_full``: positive when the absence hurts)."""
+    if not full > 0:
+        return math.nan
+    return (full - missing) / full if higher_is_better else (missing - full) / full
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float]:

@@ -1,7 +1,11 @@
-"""The Markdown sections of ``report.md``: overview and training settings, clean accuracy,
+"""The Markdown sections of ``report.md``: overview and training settings, clean test metrics,
 robustness summary (nAUC), missing modalities (PCR), "do the weights matter?" and the grids.
 
-Numbers never print as ``-0.000``: a value that rounds to zero prints ``0.000``.
+Every metric column, heading and word naming a metric comes from the task's metric specs
+(:attr:`robustfusion.tasks.base.Task.metrics`): the summaries are of its primary metric, numbers
+print with the spec's ``digits`` (one fewer in the compact cells of the PCR table and the results
+page: :func:`compact_digits`). Numbers never print as ``-0.000``: a value that rounds to zero
+prints ``0.000``.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from typing import Any
 
 from robustfusion.evaluation import grids
 from robustfusion.evaluation.report.figures import severity_axis
-from robustfusion.evaluation.report.reading import Results
+from robustfusion.evaluation.report.reading import Results, capitalised, task_of_rows
 from robustfusion.evaluation.report.statistics import mean_by_seed, mean_std, pcr
 from robustfusion.evaluation.report.summaries import (
     WEIGHT_EFFECTS,
@@ -23,6 +27,7 @@ from robustfusion.evaluation.report.summaries import (
     weight_effects,
 )
 from robustfusion.evaluation.results import CLEAN, CONFLICT, MISSING_SUBSET, TRAINING_SETTINGS
+from robustfusion.tasks.base import MetricSpec, Task
 
 
 def number(value: float, digits: int = 4, sign: bool = False) -> str:
@@ -35,6 +40,12 @@ def number(value: float, digits: int = 4, sign: bool = False) -> str:
     return f"{value:+.{digits}f}" if sign else f"{value:.{digits}f}"
 
 
+def compact_digits(metric: MetricSpec) -> int:
+    """Decimals of ``metric`` in compact cells (the PCR table, the results page): one fewer than
+    its full ``digits``."""
+    return max(1, metric.digits - 1)
+
+
 def mean_pm(values: Sequence[float], digits: int = 4, sign: bool = False) -> str:
     """``mean ± std`` of the values (``n/a`` for none)."""
     mean, std = mean_std(values)
@@ -43,16 +54,17 @@ def mean_pm(values: Sequence[float], digits: int = 4, sign: bool = False) -> str
 
 def overview(meta: dict[str, Any], results: Results) -> list[str]:
     """Methods, seeds, training settings and the unimodal view, above the first section."""
+    primary = results.primary.title
     lines = [
         f"Methods: {', '.join(results.methods)}; seeds: {', '.join(map(str, results.seeds))}; "
-        f"test split of each seed's run; model selected on validation accuracy.",
+        f"test split of each seed's run; model selected on validation {primary}.",
         "",
     ]
     lines += settings_used(meta)
     if meta.get("unimodal_view"):
         lines += [
             f"`unimodal` is the best single modality, **{meta['unimodal_view']}**, chosen by "
-            "validation accuracy of one unimodal run per modality (first seed), then trained "
+            f"validation {primary} of one unimodal run per modality (first seed), then trained "
             "for every seed.",
             "",
         ]
@@ -97,19 +109,22 @@ def settings_used(meta: dict[str, Any]) -> list[str]:
 
 
 def clean_table(results: Results) -> list[str]:
-    """Section *Clean test accuracy*: accuracy, macro-F1 and ECE per method."""
+    """Section *Clean test <primary>*: every metric of the task per method (classification:
+    accuracy, macro-F1 and ECE; segmentation: mIoU, pixel and mean class accuracy)."""
+    metrics = results.metrics
     lines = [
-        "## Clean test accuracy",
+        f"## Clean test {results.primary.title}",
         "",
-        "| method | accuracy | macro-F1 | ECE | seeds |",
-        "|---|---|---|---|---|",
+        "| method | " + " | ".join(spec.title for spec in metrics) + " | seeds |",
+        "|---|" + "---|" * (len(metrics) + 1),
     ]
     for m in results.methods:
         seeds = results.seeds_of(m)
-        acc = [results.value(m, s, CLEAN, "all", 0.0, "accuracy") for s in seeds]
-        f1 = [results.value(m, s, CLEAN, "all", 0.0, "macro_f1") for s in seeds]
-        ece = [results.value(m, s, CLEAN, "all", 0.0, "ece") for s in seeds]
-        lines.append(f"| {m} | {mean_pm(acc)} | {mean_pm(f1)} | {mean_pm(ece)} | {len(seeds)} |")
+        cells = [
+            mean_pm([results.value(m, s, CLEAN, "all", 0.0, spec.name) for s in seeds], spec.digits)
+            for spec in metrics
+        ]
+        lines.append(f"| {m} | " + " | ".join(cells) + f" | {len(seeds)} |")
     return lines + [""]
 
 
@@ -122,31 +137,37 @@ def robustness_table(results: Results, severities: dict[str, list[float]]) -> li
     )
     if not columns:
         return []
+    metric = results.primary
     lines = [
-        "## Robustness summary (normalised AUC of accuracy vs severity)",
+        f"## Robustness summary (normalised AUC of {metric.title} vs severity)",
         "",
-        "Mean accuracy over each severity range (trapezoid rule, clean point included); `mean` "
-        "averages the columns per seed. Mean ± std over seeds.",
+        f"Mean {metric.title} over each severity range (trapezoid rule, clean point included); "
+        "`mean` averages the columns per seed. Mean ± std over seeds.",
         "",
         "| method | " + " | ".join(columns) + " | mean |",
         "|---|" + "---|" * (len(columns) + 1),
     ]
     for m in results.methods:
         per = summary.get(m, {})
-        cells = [mean_pm(list(per.get(c, {}).values())) for c in columns]
+        cells = [mean_pm(list(per.get(c, {}).values()), metric.digits) for c in columns]
         means = mean_by_seed([per[c] for c in columns if c in per])
-        lines.append(f"| {m} | " + " | ".join(cells) + f" | {mean_pm(list(means.values()))} |")
+        lines.append(
+            f"| {m} | " + " | ".join(cells) + f" | {mean_pm(list(means.values()), metric.digits)} |"
+        )
     return lines + [""]
 
 
 def conflict_table(results: Results) -> list[str]:
-    """Section *Conflictive test (RCML)*: normal and conflictive test accuracy per method."""
+    """Section *Conflictive test (RCML)*: the primary metric on the normal and the conflictive
+    test set per method."""
     if not any(r["corruption"] == CONFLICT for r in results.rows):
         return []
+    metric = results.primary
+    digits = metric.digits
     lines = [
         "## Conflictive test (RCML)",
         "",
-        "Test accuracy on the normal test set and on RCML's conflictive one (Xu et al., AAAI "
+        f"Test {metric.title} on the normal test set and on RCML's conflictive one (Xu et al., AAAI "
         "2024: Gaussian noise, std 0.5, on a random subset of the views of 10 % of the samples; "
         "one view of 40 % of the samples replaced by that view of a sample of class y+1), mean ± "
         "std over seeds; the conflictive figure of a seed is the mean over the noise draws.",
@@ -155,31 +176,34 @@ def conflict_table(results: Results) -> list[str]:
         "|---|---|---|---|",
     ]
     for m in results.methods:
-        normal = [results.value(m, s, CLEAN, "all", 0.0, "accuracy") for s in results.seeds]
-        conflict = [results.value(m, s, CONFLICT, "all", 1.0, "accuracy") for s in results.seeds]
+        normal = [results.value(m, s, CLEAN, "all", 0.0, metric.name) for s in results.seeds]
+        conflict = [results.value(m, s, CONFLICT, "all", 1.0, metric.name) for s in results.seeds]
         pairs = [(a, b) for a, b in zip(normal, conflict, strict=True) if not math.isnan(a + b)]
         if not pairs:
             continue
-        drop = [a - b for a, b in pairs]
+        # the drop is the loss on the conflictive set: positive when it is worse
+        drop = [a - b if metric.higher_is_better else b - a for a, b in pairs]
         lines.append(
-            f"| {m} | {mean_pm([a for a, _ in pairs])} | {mean_pm([b for _, b in pairs])} | "
-            f"{mean_pm(drop)} |"
+            f"| {m} | {mean_pm([a for a, _ in pairs], digits)} | "
+            f"{mean_pm([b for _, b in pairs], digits)} | {mean_pm(drop, digits)} |"
         )
     return lines + [""]
 
 
 def missing_table(results: Results) -> list[str]:
-    """Section *Missing modalities (PCR)*: accuracy and PCR per absent subset."""
+    """Section *Missing modalities (PCR)*: the primary metric and its PCR per absent subset."""
     subsets = sorted(
         {r["target"] for r in results.rows if r["corruption"] == MISSING_SUBSET},
         key=lambda t: (t.count("+"), t),
     )
     if not subsets:
         return []
+    metric = results.primary
+    digits = compact_digits(metric)
     lines = [
         "## Missing modalities (PCR)",
         "",
-        "Test accuracy with the listed modalities absent for every sample, and in brackets the "
+        f"Test {metric.title} with the listed modalities absent for every sample, and in brackets the "
         "performance collapse rate PCR = (A_full - A_missing) / A_full (mean over seeds; lower "
         "is better).",
         "",
@@ -189,32 +213,39 @@ def missing_table(results: Results) -> list[str]:
     for subset in subsets:
         cells = []
         for m in results.methods:
-            accs, pcrs = [], []
+            values, pcrs = [], []
             for s in results.seeds_of(m):
-                full = results.value(m, s, CLEAN, "all", 0.0, "accuracy")
-                miss = results.value(m, s, MISSING_SUBSET, subset, 1.0, "accuracy")
+                full = results.value(m, s, CLEAN, "all", 0.0, metric.name)
+                miss = results.value(m, s, MISSING_SUBSET, subset, 1.0, metric.name)
                 if not math.isnan(miss):
-                    accs.append(miss)
-                    pcrs.append(pcr(full, miss))
-            mean_acc, _ = mean_std(accs)
+                    values.append(miss)
+                    pcrs.append(pcr(full, miss, metric.higher_is_better))
+            mean_value, _ = mean_std(values)
             mean_pcr, _ = mean_std(pcrs)
             cells.append(
                 "n/a"
-                if math.isnan(mean_acc)
-                else f"{number(mean_acc, 3)} ({number(mean_pcr, 3, True)})"
+                if math.isnan(mean_value)
+                else f"{number(mean_value, digits)} ({number(mean_pcr, digits, True)})"
             )
         lines.append(f"| {subset} | " + " | ".join(cells) + " |")
     means = mean_pcr_by_seed(results)
-    mean_cells = [number(mean_std(list(means[m].values()))[0], 3, True) for m in results.methods]
+    mean_cells = [
+        number(mean_std(list(means[m].values()))[0], digits, True) for m in results.methods
+    ]
     lines.append("| **mean PCR** | " + " | ".join(mean_cells) + " |")
     return lines + [""]
 
 
-def weights_matter(rows: Sequence[dict[str, str]], order: Sequence[str]) -> list[str]:
-    """Section *Do the weights matter?*: the weight-control effects per method and corruption,
-    and per cell in a collapsed table; one line saying why when there are no controls."""
+def weights_matter(
+    rows: Sequence[dict[str, str]], order: Sequence[str], task: Task | None = None
+) -> list[str]:
+    """Section *Do the weights matter?*: the weight-control effects on the primary metric of
+    ``task`` (default: the task of the rows' columns) per method and corruption, and per cell in
+    a collapsed table; one line saying why when there are no controls."""
+    task = task if task is not None else task_of_rows(rows)
+    metric = task.primary_spec
     title = ["## Do the weights matter?", ""]
-    effects = weight_effects(rows)
+    effects = weight_effects(rows, task)
     if not effects:
         return title + [
             "Omitted: results.csv has no weight-control rows (a `weights` column with `uniform` "
@@ -227,10 +258,11 @@ def weights_matter(rows: Sequence[dict[str, str]], order: Sequence[str]) -> list
         "For each method with per-sample modality weights, over the corrupted cells (severity > 0; "
         "every target): "
         + "; ".join(f"**{name}** = {what}" for _, name, what in WEIGHT_EFFECTS)
-        + ". Accuracy differences, paired by seed: mean over targets and severities per seed, "
-        "then mean ± std over seeds. Oracle weights: corrupted modalities 0, the clean ones "
-        "share the rest. Positive Δ: the learned weights help; a large headroom: they leave "
-        "accuracy on the table.",
+        + f". {capitalised(metric.title)} differences, paired by seed: mean over targets and "
+        "severities per seed, then mean ± std over seeds. Oracle weights: corrupted modalities "
+        "0, the clean ones share the rest. Positive Δ: the learned weights help; a large "
+        f"headroom: they leave {metric.title} on the table."
+        + ("" if metric.higher_is_better else " (Signs flipped: lower is better.)"),
         "",
         "| method | corruption | "
         + " | ".join(name for _, name, _ in WEIGHT_EFFECTS)
@@ -252,7 +284,7 @@ def weights_matter(rows: Sequence[dict[str, str]], order: Sequence[str]) -> list
             label = f"`{corruption}`" if corruption else "**all**"
             lines.append(
                 f"| {m} | {label} | "
-                + " | ".join(mean_pm(list(v.values()), 4, True) for v in values)
+                + " | ".join(mean_pm(list(v.values()), metric.digits, True) for v in values)
                 + f" | {seeds} |"
             )
         for cell in sorted(cells):
@@ -260,7 +292,7 @@ def weights_matter(rows: Sequence[dict[str, str]], order: Sequence[str]) -> list
             detail.append(
                 f"| {m} | {cell[0]} | {cell[1]} | {cell[2]:g} | "
                 + " | ".join(
-                    mean_pm(list(per.get(key, {}).values()), 4, True)
+                    mean_pm(list(per.get(key, {}).values()), metric.digits, True)
                     for key, _, _ in WEIGHT_EFFECTS
                 )
                 + " |"
