@@ -16,7 +16,8 @@ import torch
 
 from robustfusion.cli import main
 from robustfusion.data import load_dataset
-from robustfusion.data.datasets import nyudv2
+from robustfusion.data.datasets import nyudv2 as nyudv2_scenes
+from robustfusion.data.datasets import nyudv2_segmentation as nyudv2
 from robustfusion.data.prepare import nyudv2 as nyudv2_prepare
 from robustfusion.errors import ConfigError, DataError
 from robustfusion.registry import DATASETS, PREPARERS
@@ -54,7 +55,7 @@ def fake_arrays() -> dict[str, np.ndarray]:
 def write_fake_release(raw: Path, arrays: dict[str, np.ndarray]) -> None:
     """``nyu_depth_v2_labeled.mat`` as HDF5 with the release's dataset names and layout."""
     raw.mkdir(parents=True, exist_ok=True)
-    with h5py.File(raw / nyudv2.LABELED_FILE, "w") as handle:
+    with h5py.File(raw / nyudv2_scenes.LABELED_FILE, "w") as handle:
         for name, array in arrays.items():
             handle.create_dataset(name, data=array, chunks=(1, *array.shape[1:]))
 
@@ -174,10 +175,10 @@ def test_user_files_are_checked_against_the_shipped_ones(
     source, arrays = release
     raw = tmp_path / "raw"
     raw.mkdir()
-    (raw / nyudv2.LABELED_FILE).symlink_to(source / nyudv2.LABELED_FILE)
+    (raw / nyudv2_scenes.LABELED_FILE).symlink_to(source / nyudv2_scenes.LABELED_FILE)
     split = nyudv2.shipped_split()
     mapping = nyudv2.shipped_class_mapping()
-    write_splits_mat(raw / nyudv2.SPLITS_FILE, list(split["train"]), list(split["test"]))
+    write_splits_mat(raw / nyudv2_scenes.SPLITS_FILE, list(split["train"]), list(split["test"]))
     savemat(raw / nyudv2.MAPPING_FILE, {"mapClass": mapping[None, :]})
     out = tmp_path / "agree"
     assert cli("--raw", str(raw), "--out", str(out), "--option", "task=segmentation") == 0
@@ -196,7 +197,7 @@ def test_user_files_are_checked_against_the_shipped_ones(
     assert "is not Gupta et al.'s classMapping40.mat" in capsys.readouterr().err
     (raw / nyudv2.MAPPING_FILE).unlink()  # absent: the shipped mapping is used
 
-    write_splits_mat(raw / nyudv2.SPLITS_FILE, list(split["train"])[1:], list(split["test"]))
+    write_splits_mat(raw / nyudv2_scenes.SPLITS_FILE, list(split["train"])[1:], list(split["test"]))
     assert cli(*args) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "splits.mat differs from the standard 795/654 split" in err

@@ -8,7 +8,7 @@ Resumable (existing images are kept) and atomic (each image is renamed into plac
 flags an unfinished folder).
 
 ``--task segmentation`` (default ``task=scene``, the above) writes the 40-class semantic
-segmentation arrays of :func:`robustfusion.data.datasets.nyudv2.load_segmentation` instead, to
+segmentation arrays of :func:`robustfusion.data.datasets.nyudv2_segmentation.load_segmentation` instead, to
 the ``nyudv2_segmentation`` cache folder: per split (795 train / 654 test, the shipped standard
 split) ``{split}_index.npy`` (int32 1-based image numbers), ``{split}_rgb.npy`` (uint8
 ``[N, 3, 480, 640]``), ``{split}_depth.npy`` (float16 metres ``[N, 480, 640]``, the in-painted
@@ -40,17 +40,19 @@ from robustfusion.atomic import (
 from robustfusion.data.cache import dataset_root
 from robustfusion.data.datasets.nyudv2 import (
     CLASSES,
-    DEPTH_KINDS,
     LABELED_FILE,
-    MAPPING_FILE,
     NAME,
+    SPLITS_FILE,
+    UNFINISHED,
+    scene_class,
+)
+from robustfusion.data.datasets.nyudv2_segmentation import (
+    DEPTH_KINDS,
+    MAPPING_FILE,
     NUM_IMAGES,
     NUM_RAW_CLASSES,
     SEGMENTATION_NAME,
-    SPLITS_FILE,
-    UNFINISHED,
     label_lookup,
-    scene_class,
     segmentation_classes,
     segmentation_command,
     shipped_class_mapping,
