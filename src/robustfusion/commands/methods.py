@@ -81,6 +81,7 @@ def preset_lines(factory: Any) -> list[str]:
 
 def describe(name: str) -> list[str]:
     """The lines ``robustfusion methods NAME`` prints."""
+    from robustfusion.methods.base import method_facts
     from robustfusion.training.config import TrainConfig
 
     factory = METHODS.get(name)
@@ -89,6 +90,8 @@ def describe(name: str) -> list[str]:
     ref = reference(factory)
     if ref:
         lines.append(f"follows: {ref}")
+    facts = method_facts(name)
+    lines.append(f"tasks: {', '.join(facts.tasks)} (features: {', '.join(facts.feature_kinds)})")
     rows = options(factory)
     if rows:
         lines.append(f"options (--method-option {name}.KEY=VALUE):")
