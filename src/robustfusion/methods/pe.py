@@ -26,6 +26,21 @@ modality ``w = 1/n`` (fusion input ``2 z_m``: the same as equal variances), and 
 corrupted modality ``w = 0``, the lowest weight the method allows (fusion input ``1 z_m`` with the
 residual form, ``0`` without), while the clean ones share ``w``'s mass. ``FusionOutput.weights``
 reports the ``w`` actually used.
+
+Segmentation (``task="segmentation"``, encoders give maps ``[B, C, h, w]``): each head is a 1x1
+convolution + BatchNorm2d for ``mu`` and for ``logvar`` (``norm="layer"``: GroupNorm with one group,
+LayerNorm over ``(C, h, w)``), UDML's released ``models/backbone.py`` layout; ``z_m = mu_m + eps
+sigma_m`` per position. ``s_m`` is the mean of ``sigma^2`` over channels *and* positions, so the
+weights stay per sample ``[B, M]`` (one weight per modality and image, broadcast over positions,
+not a per-pixel weight [ours]). The weighted maps are fused position by position by the map fusion
+head (``concat`` or ``sum``) and the task's head
+(:class:`~robustfusion.modules.segmentation_head.SegmentationHead`) turns the fused map into
+``[B, K, H, W]`` logits; the loss is the per-pixel cross-entropy without unlabelled pixels
+(:meth:`Task.loss`). The KL is summed over every element of the map (channels and positions, as
+UDML's code does on its maps) and averaged over the present samples as for vectors; at the default
+``kl_weight`` 1e-5 it stays small. The sources (UDML's paper summary, METHODS.md §3-4) give PE only as
+a baseline with no equation numbers and no segmentation recipe: everything here follows the vector
+definition above, on maps.
 """
 
 from __future__ import annotations
@@ -34,15 +49,16 @@ from collections.abc import Mapping
 from typing import ClassVar
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from robustfusion.accepts import Accepts, number
 from robustfusion.errors import ConfigError
 from robustfusion.methods.base import (
     Method,
+    MethodFacts,
     MethodSpec,
     normalise_weights,
+    output_head,
     trained_weights_option,
 )
 from robustfusion.modules.fusion import build_fusion
@@ -63,7 +79,9 @@ def inverse_variance_weights(
 
 
 @METHODS.register(
-    "pe", "probabilistic-embedding dynamic fusion: weights proportional to 1/mean sigma^2"
+    "pe",
+    "probabilistic-embedding dynamic fusion: weights proportional to 1/mean sigma^2",
+    facts=MethodFacts(tasks=("classification", "segmentation"), feature_kinds=("vector", "map")),
 )
 class ProbabilisticEmbeddingFusion(Method):
     """Options: ``kl_weight`` (1e-5), ``residual`` (True: fusion input ``(1 + n w_m) z_m``),
@@ -91,16 +109,21 @@ class ProbabilisticEmbeddingFusion(Method):
         self.kl_weight = float(kl_weight)
         self.residual = bool(residual)
         self.norm = norm
+        maps = self.task.feature_kind == "map"
         self.heads = nn.ModuleDict(
             {
                 m: ProbabilisticHead(
-                    spec.feature_dims[m], spec.feature_dims[m], spatial=False, vector_norm=norm
+                    spec.feature_dims[m],
+                    spec.feature_dims[m],
+                    spatial=maps,
+                    vector_norm=norm,
+                    map_norm=norm,
                 )
                 for m in self.modalities
             }
         )
-        self.fusion = build_fusion(spec.fusion, spec.feature_dims, spec.hidden_dim)
-        self.classifier = nn.Linear(spec.hidden_dim, spec.num_classes)
+        self.fusion = build_fusion(spec.fusion, spec.feature_dims, spec.hidden_dim, maps=maps)
+        self.classifier = output_head(spec, spec.hidden_dim)
 
     def forward(
         self, features: Mapping[str, Tensor], present: Mapping[str, Tensor]
@@ -137,8 +160,9 @@ class ProbabilisticEmbeddingFusion(Method):
         if feature.shape[0] >= 2 and bool(seen.all()):
             return head(feature)
         index = seen.nonzero().squeeze(1)
+        # [B, D] for vectors, [B, D, h, w] for maps
+        zeros = feature.new_zeros(feature.shape[0], head.out_dim, *feature.shape[2:])
         if index.numel() == 0:
-            zeros = feature.new_zeros(feature.shape[0], head.out_dim)
             return zeros, zeros
         if index.numel() < 2:
             head.eval()
@@ -150,11 +174,10 @@ class ProbabilisticEmbeddingFusion(Method):
             mu_seen, logvar_seen = head(feature[index])
         if index.numel() == feature.shape[0]:
             return mu_seen, logvar_seen
-        zeros = feature.new_zeros(feature.shape[0], head.out_dim)
         return zeros.index_copy(0, index, mu_seen), zeros.index_copy(0, index, logvar_seen)
 
     def losses(self, output: FusionOutput, batch: Batch) -> dict[str, Tensor]:
-        terms = {"ce": F.cross_entropy(output.logits, batch.target)}
+        terms = {"ce": self.task.loss(output.logits, batch.target)}
         if self.kl_weight > 0:
             kl = output.logits.new_zeros(())
             for m in self.modalities:

@@ -37,7 +37,34 @@ clean, ``v = max_level`` replaces the input by pure noise of that level's std, o
 noise of std ``v^2`` 0-255 units for images, for spectrograms ``0.25 v`` in standardised units
 (``spectrogram_noise="calibrated"``, [ours]: the authors' units made avdigits' audio
 unlearnable) or ``v`` raw log-magnitude units when ``intensity_scale`` is known
-(``"raw"``, [code]), and ``vector_noise_scale * v`` for vectors [ours].
+(``"raw"``, [code]), and ``vector_noise_scale * v`` for vectors [ours]. Maps (kind ``map``) with a
+known ``intensity_scale`` (depth: stored change per metre) get the images' rule on the map written
+as an 8-bit image over ``map_noise_range`` raw units (10 m, NYU Depth v2's range, over which
+``nyudv2``'s classification layout writes its depth image): std ``v^2 * map_noise_range / 255``
+**metres** of depth (v = 2: 0.16 m, 4: 0.63 m, 10: 3.9 m), the same physical noise as that depth
+image gets [ours]; maps without a known scale (a generic ``.npz``) get ``vector_noise_scale * v``
+in stored units as before.
+
+Segmentation (``task="segmentation"``; encoders give maps ``[B, C, h, w]``, targets
+``[B, H, W]`` with 255 unlabelled) [ours: the paper reports NYU Depth v2 mIoU, but its summary gives
+no segmentation recipe and no equation numbers, and the released code has only classification]:
+
+* the probabilistic heads are the map heads above (1x1 conv + BatchNorm2d, [code]) for every
+  modality, and ``z_m`` *stays a map*: no pooling before the shared head;
+* the noise predictor still reads the detached, spatially pooled ``sigma``, so ``s_m`` and the KL
+  (summed over channels and positions, against the sample's ``v``) and ``MSE(sigma_hat, v)`` stay
+  per sample; the weights ``w = g(1 / (s * alpha))`` are per sample ``[B, M]``, broadcast over
+  positions (``(1 + w_m) z_m`` on the whole map);
+* the shared head is the map fusion (``concat`` or ``sum``, position by position) and the task's
+  :class:`~robustfusion.modules.segmentation_head.SegmentationHead` (``head="fusion"``; the authors'
+  linear layer of one label per sample, ``head="linear"``, is refused); the unimodal logits of
+  ``CE_m`` are that head's ``[B, K, H, W]`` output with the other modalities removed
+  (``coupling="shared"``), or a separate segmentation head per modality (``"decoupled"``);
+* ``CE`` and every ``CE_m`` are the task's per-pixel loss over labelled pixels (``CE_m`` over the
+  samples where ``m`` is present);
+* ``alpha_m`` of a sample is ``sum_c |logits|`` averaged over its pixels (all of them: it reads no
+  target, so evaluation computes it the same way); measurement-only passes leave the head's
+  BatchNorm running statistics unchanged.
 
 Weight swaps (``has_dynamic_weights``): ``weights="uniform"`` trains the uniform twin (every
 ``w_m = 1``); ``set_weight_mode`` swaps the weights at evaluation (``Method.swap_weights``).
@@ -55,10 +82,17 @@ from torch import Tensor, nn
 
 from robustfusion.accepts import Accepts, integer, number
 from robustfusion.errors import ConfigError
-from robustfusion.methods.base import Method, MethodSpec, trained_weights_option
+from robustfusion.methods.base import (
+    Method,
+    MethodFacts,
+    MethodSpec,
+    output_head,
+    trained_weights_option,
+)
 from robustfusion.modules.dependency import (
     DependencyTracker,
     dependency_from_solo,
+    kept_norm_statistics,
     per_sample_dependency,
     solo_logits,
 )
@@ -78,6 +112,11 @@ from robustfusion.rng import stream
 from robustfusion.types import Batch, FusionOutput
 
 _DEFAULT_IMAGE_SCALE = 1.0 / 255.0
+#: Raw units (metres of depth) that 0-255 spans when a map is written as an image: the training
+#: noise of a map with a known ``intensity_scale`` is the images' ``v^2`` 0-255 units on that
+#: scale, ``v^2 * MAP_NOISE_RANGE / 255`` raw units (10 m: NYU Depth v2's range, over which
+#: ``nyudv2``'s classification layout writes its depth image, so both layouts get the same noise).
+MAP_NOISE_RANGE = 10.0
 #: Calibrated noise std per level for spectrograms, in stored (standardised) units: level 4 at
 #: the data's own std, level 10 at 2.5x. Used by ``spectrogram_noise="calibrated"`` and when the raw
 #: log-magnitude scale is unknown (docs/udml.md, "Spectrogram noise": measured on avdigits, where
@@ -132,6 +171,19 @@ _CHOICES = {
 _LINEAR_FUSIONS = ("concat", "sum")
 
 
+class MapUnimodalHeads(nn.Module):
+    """Segmentation's separate unimodal heads (``coupling="decoupled"``): the task's head
+    (:func:`~robustfusion.methods.base.output_head`) on each modality's map,
+    ``{m: [B, D_m, h, w]} -> {m: [B, K, H, W]}``."""
+
+    def __init__(self, spec: MethodSpec, dims: Mapping[str, int]) -> None:
+        super().__init__()
+        self.heads = nn.ModuleDict({m: output_head(spec, d) for m, d in dims.items()})
+
+    def forward(self, features: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        return {m: head(features[m]) for m, head in self.heads.items()}
+
+
 def _flag(name: str, value: object) -> bool:
     """A boolean option; a string such as ``"false"`` is an error, not ``True``."""
     if not isinstance(value, bool):
@@ -163,6 +215,7 @@ def _groups(names: list[str], dims: Mapping[str, int]) -> list[tuple[str, ...]]:
 @METHODS.register(
     "udml",
     "noise-aware uncertainty (s) divided by modality dependency (alpha): w = g(1 / (s * alpha))",
+    facts=MethodFacts(tasks=("classification", "segmentation"), feature_kinds=("vector", "map")),
 )
 class UDML(Method):
     """Unbiased dynamic fusion; see the module docstring and docs/udml.md for the options."""
@@ -181,6 +234,7 @@ class UDML(Method):
         "max_level": integer(2, 1000),
         "vector_noise_scale": number(0.0, 1e3),
         "spectrogram_noise_scale": number(0.0, 1e3),
+        "map_noise_range": number(0.0, 1e6, open_minimum=True),
         "seed": integer(0, 2**32 - 1),
     }
 
@@ -215,6 +269,7 @@ class UDML(Method):
         vector_noise_scale: float = 0.1,
         spectrogram_noise: str | None = None,
         spectrogram_noise_scale: float | None = None,
+        map_noise_range: float = MAP_NOISE_RANGE,
         vector_norm: str | None = None,
         map_norm: str | None = None,
         seed: int | None = None,
@@ -247,8 +302,10 @@ class UDML(Method):
         resolved = {k: PRESETS[preset][k] if v is None else v for k, v in given.items()}
         clean_until = float(resolved["clean_until"])
         full_weights_from = float(resolved["full_weights_from"])
-        if head is None and spec.fusion not in _LINEAR_FUSIONS:
-            resolved["head"] = "fusion"  # the linear layer exists for concat/sum only
+        maps = self.task.feature_kind == "map"
+        if head is None and (maps or spec.fusion not in _LINEAR_FUSIONS):
+            # the linear layer exists for concat/sum only, and for vectors (one label per sample)
+            resolved["head"] = "fusion"
         if not 0.0 <= clean_until <= full_weights_from <= 1.0:
             raise ConfigError(
                 f"udml: need 0 <= clean_until ({clean_until}) <= full_weights_from "
@@ -270,6 +327,11 @@ class UDML(Method):
             )
         for name in _CHOICES:
             resolved[name] = _choice(name, resolved[name])
+        if resolved["head"] == "linear" and maps:
+            raise ConfigError(
+                f"udml: head=linear is the authors' linear classifier of one label per sample; "
+                f"for {spec.task} use head=fusion (the map fusion and the task's head)"
+            )
         if resolved["head"] == "linear" and spec.fusion not in _LINEAR_FUSIONS:
             raise ConfigError(
                 f"udml: head=linear is the authors' linear layer over concatenated features and "
@@ -305,10 +367,15 @@ class UDML(Method):
         self.spectrogram_noise_scale = (
             None if spectrogram_noise_scale is None else float(spectrogram_noise_scale)
         )
+        if not map_noise_range > 0:
+            raise ConfigError(f"udml: map_noise_range must be > 0, got {map_noise_range}")
+        self.map_noise_range = float(map_noise_range)
         self.seed = int(spec.seed if seed is None else seed)
 
         dims = {m: int(spec.feature_dims[m]) for m in self.modalities}
-        self._maps = tuple(m for m in self.modalities if self._spatial(m))
+        #: Segmentation: every representation stays a map, fused position by position.
+        self._keep_maps = maps
+        self._maps = tuple(m for m in self.modalities if maps or self._spatial(m))
         vectors = [m for m in self.modalities if m not in self._maps]
         self.map_heads = nn.ModuleDict(
             {
@@ -331,11 +398,13 @@ class UDML(Method):
             self.linear_head: ConcatLinearHead | None = ConcatLinearHead(dims, spec.num_classes)
         else:
             self.linear_head = None
-            self.fusion = build_fusion(spec.fusion, dims, spec.hidden_dim)
-            self.classifier = nn.Linear(spec.hidden_dim, spec.num_classes)
-        self.unimodal = (
-            UnimodalHeads(dims, spec.num_classes) if self.coupling == "decoupled" else None
-        )
+            self.fusion = build_fusion(spec.fusion, dims, spec.hidden_dim, maps=maps)
+            self.classifier = output_head(spec, spec.hidden_dim)
+        self.unimodal: nn.Module | None = None
+        if self.coupling == "decoupled":
+            self.unimodal = (
+                MapUnimodalHeads(spec, dims) if maps else UnimodalHeads(dims, spec.num_classes)
+            )
         self.dependency = DependencyTracker(len(self.modalities), momentum)
         # Set once training reaches the full-weights phase; evaluation uses s * alpha only then,
         # so a model selected from an earlier epoch keeps the alpha-only weights it trained with.
@@ -391,6 +460,9 @@ class UDML(Method):
         scale = self.spec.input_scales.get(modality)
         if kind == "image":
             return level.pow(2) * float(scale or _DEFAULT_IMAGE_SCALE)
+        if kind == "map" and scale:
+            # v^2 0-255 units of the map written as an image over map_noise_range raw units
+            return level.pow(2) * (self.map_noise_range / 255.0 * float(scale))
         if kind == "spectrogram":
             if self.spectrogram_noise_scale is not None:
                 return level * self.spectrogram_noise_scale
@@ -452,6 +524,11 @@ class UDML(Method):
         )
 
     # ----------------------------------------------------------------- representation
+    def _keep(self, z: Tensor) -> Tensor:
+        """The representation the shared head reads: the map itself for segmentation, else
+        pooled to a vector."""
+        return z if self._keep_maps else pool_map(z)
+
     def _head_input(self, modality: str, feature: Tensor) -> Tensor:
         """Adapt an encoder output to its head's layout (pool a map for a vector head, or view a
         vector as a 1x1 map for a map head) so that custom encoders work either way."""
@@ -493,7 +570,7 @@ class UDML(Method):
                 z = head.mu(f)
                 # Learned sigma proxy: the logvar branch on detached features, trained by MSE only.
                 sigma_in[m] = pool_map(torch.exp(0.5 * head.logvar(f.detach())))
-            pooled[m] = pool_map(z)
+            pooled[m] = self._keep(z)
         for group, heads in zip(self._vector_groups, self.vector_heads, strict=True):
             stacked = torch.stack([self._head_input(m, features[m]) for m in group])
             mu, logvar = heads(stacked, detach_logvar_input=not self.probabilistic)
@@ -530,10 +607,18 @@ class UDML(Method):
         return torch.stack([values[m] for m in self.modalities], dim=1)
 
     # ----------------------------------------------------------------- logits
+    def _shared_head(self) -> tuple[nn.Module, ...]:
+        """The modules of the shared head (whose BatchNorm statistics, if any, a measurement
+        pass must leave alone)."""
+        if self.linear_head is not None:
+            return (self.linear_head,)
+        return (self.fusion, self.classifier)
+
     def _fused_logits(
         self, features: Mapping[str, Tensor], present: Mapping[str, Tensor], weights: Tensor
     ) -> Tensor:
-        """The shared head: ``[B, C]`` logits of the weighted features (``weights`` = fusion scale)."""
+        """The shared head: ``[B, C]`` logits (``[B, C, H, W]`` for segmentation) of the weighted
+        features (``weights`` = fusion scale)."""
         if self.linear_head is not None:
             return self.linear_head(features, present, weights)
         return self.classifier(self.fusion(features, present, weights))
@@ -580,13 +665,14 @@ class UDML(Method):
         if self.use_dependency:
             if self.per_sample:
                 # A sample's own alpha must exist before its weights: measured at neutral weights.
-                sample_alpha = per_sample_dependency(
-                    self._fused_logits,
-                    {m: p.detach() for m, p in pooled.items()},
-                    present,
-                    mods,
-                    self._neutral_scale(maskf),
-                )
+                with kept_norm_statistics(*self._shared_head()):
+                    sample_alpha = per_sample_dependency(
+                        self._fused_logits,
+                        {m: p.detach() for m, p in pooled.items()},
+                        present,
+                        mods,
+                        self._neutral_scale(maskf),
+                    )
                 alpha = torch.where(mask, sample_alpha, ones)
             else:
                 # A copy: the tracker is updated in place below, after the weights used it.
@@ -627,9 +713,10 @@ class UDML(Method):
             else:
                 at = scale if self.alpha_at == "current" else self._neutral_scale(maskf)
                 detached = {m: p.detach() for m, p in pooled.items()}
-                batch_alpha = per_sample_dependency(
-                    self._fused_logits, detached, present, mods, at.detach()
-                )
+                with kept_norm_statistics(*self._shared_head()):
+                    batch_alpha = per_sample_dependency(
+                        self._fused_logits, detached, present, mods, at.detach()
+                    )
             self.dependency.update(batch_alpha, mask)
 
         extras.update({"udml_weights": weights, "uncertainty": uncertainty, "dependency": alpha})
@@ -663,12 +750,15 @@ class UDML(Method):
         levels = torch.stack(
             [batch.noise_level.get(m, ones).to(logits.device, dtype) for m in mods], dim=1
         )
-        terms = {"ce": F.cross_entropy(logits, target)}
-        solo = torch.stack([output.unimodal_logits[m] for m in mods])  # [M, B, C]
-        rows = F.cross_entropy(solo.flatten(0, 1), target.repeat(len(mods)), reduction="none").view(
-            len(mods), -1
-        )
-        terms["unimodal_ce"] = self.gamma * (rows.t() * share).sum()
+        terms = {"ce": self.task.loss(logits, target)}
+        if self._keep_maps:
+            terms["unimodal_ce"] = self.gamma * self._unimodal_map_loss(output, batch)
+        else:
+            solo = torch.stack([output.unimodal_logits[m] for m in mods])  # [M, B, C]
+            rows = F.cross_entropy(
+                solo.flatten(0, 1), target.repeat(len(mods)), reduction="none"
+            ).view(len(mods), -1)
+            terms["unimodal_ce"] = self.gamma * (rows.t() * share).sum()
         if self.probabilistic:
             kl = kl_from_statistics(output.extras["kl_stats"], output.extras["kl_sizes"], levels)
             terms["kl"] = self.beta * (kl * share).sum()
@@ -676,6 +766,20 @@ class UDML(Method):
             sigma_hat = torch.stack([output.extras[f"sigma_hat/{m}"] for m in mods], dim=1)
             terms["noise_mse"] = self.mse_weight * ((sigma_hat - levels).pow(2) * share).sum()
         return terms
+
+    def _unimodal_map_loss(self, output: FusionOutput, batch: Batch) -> Tensor:
+        """Segmentation: ``sum_m`` the task's loss of modality ``m``'s ``[B, K, H, W]`` logits over
+        the labelled pixels of the samples where ``m`` is present (its other samples' pixels are
+        set to the ignore index; a modality with no such pixel adds 0)."""
+        ignore = self.task.ignore_index
+        assert ignore is not None
+        total = output.logits.new_zeros(())
+        for m in self.modalities:
+            seen = batch.present[m].to(batch.target.device)
+            seen = seen.view(-1, *([1] * (batch.target.dim() - 1)))
+            target = torch.where(seen, batch.target, torch.full_like(batch.target, ignore))
+            total = total + self.task.loss(output.unimodal_logits[m], target)
+        return total
 
     def logged_values(self) -> dict[str, float]:
         """Dependency ``alpha``, mean uncertainty ``s`` and mean weight ``w`` per modality."""

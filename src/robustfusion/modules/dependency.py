@@ -11,14 +11,22 @@ The global ``alpha`` lives in :class:`DependencyTracker`, a registered buffer (s
 checkpoints, used at evaluation) all-reduced across processes under DDP. Its momentum 0 keeps the
 last batch's value, as the authors do (they store ``calculate_a`` and use it at the next step); a
 positive momentum keeps an exponential moving average [ours].
+
+Segmentation [ours]: the head's logits are maps ``[B, C, H, W]``; a sample's dependency is
+``sum_c |logits|`` averaged over its pixels (every pixel: the measurement reads no target, so
+evaluation takes it the same way), still one value per sample and modality. A head with
+BatchNorm (the segmentation head) would fold a measurement-only pass into its running statistics;
+:func:`kept_norm_statistics` restores them around such a pass.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 
 import torch
 from torch import Tensor, nn
+from torch.nn.modules.batchnorm import _BatchNorm
 
 from robustfusion.modules.distributed import all_reduce_mean
 
@@ -36,8 +44,9 @@ def solo_logits(
 ) -> tuple[Tensor | None, Tensor]:
     """Logits of ``head`` with one modality present at a time, in one batched call.
 
-    Returns ``(fused, solo)``: ``solo`` is ``[M, B, C]`` (row ``j`` = only modality ``j`` kept;
-    zeros where that modality is absent), ``fused`` the ``[B, C]`` logits with every present
+    Returns ``(fused, solo)``: ``solo`` is ``[M, B, C]`` (``[M, B, C, H, W]`` for a segmentation
+    head; row ``j`` = only modality ``j`` kept; zeros where that modality is absent), ``fused`` the
+    ``[B, C]`` logits with every present
     modality when ``include_fused`` (else ``None``). Gradients flow; wrap in ``torch.no_grad``
     for a measurement only. ``weights`` ``[B, M]`` is passed to the head for every row.
     """
@@ -62,8 +71,8 @@ def solo_logits(
             {m: p[keep] for m, p in rows_present.items()},
             tiled[keep],
         )
-        logits = kept.new_zeros(blocks * batch, kept.shape[1]).index_put((keep,), kept)
-    logits = logits.view(blocks, batch, -1)
+        logits = kept.new_zeros(blocks * batch, *kept.shape[1:]).index_put((keep,), kept)
+    logits = logits.view(blocks, batch, *logits.shape[1:])
     if include_fused:
         return logits[0], logits[1:]
     return None, logits
@@ -72,9 +81,13 @@ def solo_logits(
 def dependency_from_solo(solo: Tensor, present: Tensor) -> Tensor:
     """``[B, M]`` per-sample dependency ``sum_c |solo_logits|`` (0 where absent), no gradient.
 
-    ``solo`` ``[M, B, C]`` as :func:`solo_logits` returns; ``present`` ``BoolTensor[B, M]``.
+    ``solo`` ``[M, B, C]`` as :func:`solo_logits` returns, or ``[M, B, C, H, W]`` (segmentation:
+    averaged over the pixels); ``present`` ``BoolTensor[B, M]``.
     """
-    values = solo.detach().abs().sum(dim=2).t()
+    values = solo.detach().abs().sum(dim=2)
+    if values.dim() > 2:
+        values = values.flatten(2).mean(dim=2)
+    values = values.t()
     return values * present.to(values.dtype)
 
 
@@ -94,6 +107,31 @@ def per_sample_dependency(
     _, solo = solo_logits(head, features, present, modalities, weights)
     mask = torch.stack([present[m] for m in modalities], dim=1).to(weights.device)
     return dependency_from_solo(solo, mask).to(weights.dtype)
+
+
+@contextmanager
+def kept_norm_statistics(*modules: nn.Module | None) -> Iterator[None]:
+    """Run a measurement-only pass without changing the BatchNorm running statistics of
+    ``modules``: the pass updates copies, and the original buffers (which a pending backward may
+    have saved) are put back untouched on exit. Modules without BatchNorm are left alone."""
+    names = ("running_mean", "running_var", "num_batches_tracked")
+    norms = [
+        layer
+        for module in modules
+        if module is not None
+        for layer in module.modules()
+        if isinstance(layer, _BatchNorm) and layer.track_running_stats
+    ]
+    saved = [{name: getattr(layer, name) for name in names} for layer in norms]
+    for layer, buffers in zip(norms, saved, strict=True):
+        for name, buffer in buffers.items():
+            setattr(layer, name, None if buffer is None else buffer.clone())
+    try:
+        yield
+    finally:
+        for layer, buffers in zip(norms, saved, strict=True):
+            for name, buffer in buffers.items():
+                setattr(layer, name, buffer)
 
 
 class DependencyTracker(nn.Module):
