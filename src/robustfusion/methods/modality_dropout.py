@@ -9,6 +9,13 @@ its modalities: if every present one is drawn, the one with the largest draw is 
 static fusion; given ``inner=`` (``build_method("modality_dropout+tmc")``) it wraps that method
 instead, and every other hook (losses, gradient modulation, schedules, model selection, weight
 swaps) is the inner method's (:class:`~robustfusion.methods.wrapper.WrapperMethod`).
+
+Segmentation: nothing changes on maps. Only the inputs and the presence mask (one flag per
+sample and modality, ``[B]``) are touched; the targets (``[B, H, W]`` label maps) are left as
+they are, so every pixel of a sample keeps its label when a modality is dropped, and the inner
+method (``static`` by default, whose fusion and head act on maps) sees the dropped modality as
+absent. The draw is per sample, not per pixel: a modality is missing from a whole image, as in the
+missing-modality protocol (METHODS.md section 5).
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ import torch
 
 from robustfusion.accepts import Accepts, integer, number
 from robustfusion.errors import ConfigError
-from robustfusion.methods.base import Method, MethodSpec
+from robustfusion.methods.base import Method, MethodFacts, MethodSpec
 from robustfusion.methods.wrapper import WrapperMethod
 from robustfusion.registry import METHODS
 from robustfusion.rng import stream
@@ -61,6 +68,7 @@ def drop_modalities(
 @METHODS.register(
     "modality_dropout",
     "static fusion trained with whole modalities dropped at random (option p=0.3)",
+    facts=MethodFacts(tasks=("classification", "segmentation"), feature_kinds=("vector", "map")),
 )
 class ModalityDropout(WrapperMethod):
     """Options: ``p`` (0.3), ``seed`` (default: the run's ``--seed``). Composable as the outer

@@ -37,6 +37,25 @@ Nothing is added at inference: in eval mode ``forward`` is exactly the inner met
 Encoders shared by several modalities (one ViT for all tokens) are not scaled parameter-wise;
 apply :func:`robustfusion.modules.grad_scale.scale_token_groups` with :meth:`MWAM.grad_scales`
 to their token groups instead.
+
+Segmentation (the task ``segmentation``: encoders return maps ``[B, C, h, w]``, targets
+``[B, H, W]`` with 255 unlabelled). MWAM wraps any method that segments (``static``,
+``modality_dropout``). What changes on maps:
+
+* FRM (Eq. 4) is the paper's 2-D rule itself: with ``source="input"`` (default, the released code
+  computes it on the input images [code: models/surf_baseline.py, src/freq_n.py]) on each
+  modality's ``[C, H, W]`` input; with ``source="feature"`` on the encoder's map, a 2-D DCT over
+  ``(h, w)`` per ``p x p`` patch (a map smaller than ``p`` uses a patch of ``min(h, w)``,
+  ``modules/frequency.py``). The bank, T and K (Eqs. 2, 6, 5) are unchanged: one scalar per
+  modality per batch.
+* ``gradient``: unchanged, every gradient of ``encoders[i]`` times ``K_i`` (Alg. 1).
+* ``loss``: the auxiliary unimodal heads are the same per-modality linear classifiers applied at
+  every position of the modality's map (a 1x1 convolution; same parameters, so checkpoints keep
+  their layout), their logits upsampled bilinearly to ``(H, W)`` as the segmentation head's
+  [ours]; ``CE(y, y^_i)`` is the per-pixel cross-entropy without the ignored pixels, averaged
+  per sample over its labelled pixels, then over the samples where modality ``i`` is present and
+  something is labelled (a sample without a labelled pixel weighs 0) [ours: the paper defines the
+  term for one label per sample].
 """
 
 from __future__ import annotations
@@ -50,12 +69,13 @@ from torch import Tensor, nn
 
 from robustfusion.accepts import Accepts, integer, number
 from robustfusion.errors import ConfigError
-from robustfusion.methods.base import Method, MethodSpec
+from robustfusion.methods.base import Method, MethodFacts, MethodSpec
 from robustfusion.methods.wrapper import WrapperMethod
 from robustfusion.modules.distributed import all_reduce_mean
 from robustfusion.modules.frequency import FRM_EPS, frm_modalities
 from robustfusion.modules.heads import StackedUnimodalHeads
 from robustfusion.registry import METHODS
+from robustfusion.tasks import IGNORE_INDEX
 from robustfusion.types import Batch, FusionOutput
 
 #: Hyperparameters of Eq. 5: the paper's defaults, the released code's (``released``, and
@@ -79,7 +99,8 @@ PRESET_TRAINING: dict[str, dict[str, Any]] = {
 MODES = ("gradient", "loss", "hybrid")
 SOURCES = ("input", "feature")
 _FEATURE_KEY = "mwam.feature."
-#: Extras key of the auxiliary logits, stacked ``[M, B, C]`` in modality order.
+#: Extras key of the auxiliary logits, stacked in modality order: ``[M, B, C]`` (classification)
+#: or ``[M, B, C, H, W]`` (segmentation, at the target's size).
 AUX_LOGITS = "mwam.aux_logits"
 
 
@@ -94,6 +115,7 @@ def modulation_weight(
     "mwam",
     "FRM-guided modality re-weighting during training only (wraps static, or X as mwam+X); "
     "options mode=hybrid|loss|gradient, preset=paper|released|code|small_batch, frm_every=k",
+    facts=MethodFacts(tasks=("classification", "segmentation"), feature_kinds=("vector", "map")),
 )
 class MWAM(WrapperMethod):
     """Frequency-ratio-guided modality balancing around an inner method (every hook it does not
@@ -225,13 +247,40 @@ class MWAM(WrapperMethod):
             return output
         extras = dict(output.extras)
         if self.aux_heads is not None:
-            pooled = {m: _pool(features[m]) for m in self.modalities}
-            extras[AUX_LOGITS] = self.aux_heads(pooled)
+            if self.task.feature_kind == "map":
+                extras[AUX_LOGITS] = self._map_aux_logits(features)
+            else:
+                pooled = {m: _pool(features[m]) for m in self.modalities}
+                extras[AUX_LOGITS] = self.aux_heads(pooled)
         if self.source == "feature":
             for m in self.modalities:
                 extras[_FEATURE_KEY + m] = features[m].detach()
         output.extras = extras
         return output
+
+    def _map_aux_logits(self, features: Mapping[str, Tensor]) -> Tensor:
+        """Segmentation: each modality's linear head at every position of its map ``[B, D, h, w]``
+        (a 1x1 convolution), upsampled to the target's ``(H, W)``: ``[M, B, C, H, W]``."""
+        assert self.aux_heads is not None
+        first = features[self.modalities[0]]
+        b, h, w = first.shape[0], first.shape[-2], first.shape[-1]
+        if any(
+            features[m].dim() != 4 or tuple(features[m].shape[-2:]) != (h, w)
+            for m in self.modalities
+        ):
+            shapes = ", ".join(f"{m} {tuple(features[m].shape)}" for m in self.modalities)
+            raise ConfigError(
+                f"mwam: segmentation needs every modality's features as maps [B, C, h, w] of one "
+                f"size, got {shapes}"
+            )
+        positions = {m: features[m].movedim(1, -1).reshape(b * h * w, -1) for m in self.modalities}
+        logits = self.aux_heads(positions)  # [M, B h w, C]
+        count, classes = logits.shape[0], logits.shape[-1]
+        logits = logits.reshape(count * b, h, w, classes).permute(0, 3, 1, 2)
+        size = tuple(int(v) for v in self.spec.target_shape[-2:])
+        if (h, w) != size:
+            logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
+        return logits.reshape(count, b, classes, *size)
 
     # ----------------------------------------------------------------- FRM, bank, T and K
     @torch.no_grad()
@@ -286,19 +335,31 @@ class MWAM(WrapperMethod):
             if AUX_LOGITS not in output.extras:
                 raise ConfigError("mwam: the loss mode needs the training output of MWAM.forward")
             # All unimodal cross-entropies in one call, weighted per sample by K_m / n_m
-            # (n_m: samples where modality m is present; absent samples weigh 0).
+            # (n_m: samples where modality m is present; absent samples weigh 0). Segmentation:
+            # per-sample means of the per-pixel CE over labelled pixels, and n_m counts only
+            # samples with a labelled pixel.
             logits = output.extras[AUX_LOGITS]
             count = logits.shape[0]
-            per_sample = F.cross_entropy(
-                logits.flatten(0, 1), batch.target.repeat(count), reduction="none"
-            )
+            if logits.dim() > 3:  # segmentation: [M, B, C, H, W] against [B, H, W]
+                per_sample, labelled = _per_sample_pixel_ce(
+                    logits.flatten(0, 1), batch.target.repeat(count, *([1] * (logits.dim() - 3)))
+                )
+            else:
+                per_sample = F.cross_entropy(
+                    logits.flatten(0, 1), batch.target.repeat(count), reduction="none"
+                )
+                labelled = None
             with torch.no_grad():
                 if all(m in batch.present for m in self.modalities):
                     mask = torch.stack([batch.present[m] for m in self.modalities])
                 else:
-                    ones = torch.ones_like(batch.target, dtype=torch.bool)
+                    ones = torch.ones(
+                        batch.target.shape[0], dtype=torch.bool, device=batch.target.device
+                    )
                     mask = torch.stack([batch.present.get(m, ones) for m in self.modalities])
                 mask = mask.to(per_sample.dtype)
+                if labelled is not None:  # a sample without a labelled pixel weighs 0
+                    mask = mask * labelled.view(count, -1).to(mask.dtype)
                 scale = k.to(per_sample.dtype) / mask.sum(1).clamp_min(1.0)
                 weight = (mask * scale.unsqueeze(1)).flatten()
             terms["mwam_aux"] = torch.dot(per_sample, weight)
@@ -366,6 +427,16 @@ def _number(name: str, value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ConfigError(f"mwam: option {name} must be a number, got {value!r}")
     return float(value)
+
+
+def _per_sample_pixel_ce(logits: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
+    """Per-pixel cross-entropy of ``logits [N, C, H, W]`` against ``target [N, H, W]`` without the
+    task's ignored pixels (255), averaged per sample over its labelled pixels: ``([N], [N] bool)``,
+    the second saying which samples have a labelled pixel (the others get 0)."""
+    pixels = F.cross_entropy(logits, target, ignore_index=IGNORE_INDEX, reduction="none")
+    valid = (target != IGNORE_INDEX).flatten(1)
+    counts = valid.sum(1)
+    return pixels.flatten(1).sum(1) / counts.clamp_min(1).to(pixels.dtype), counts > 0
 
 
 def _pool(feature: Tensor) -> Tensor:

@@ -9,6 +9,12 @@ too: ``tests/methods/test_contract.py`` checks that every hook is.
 The recipe (:meth:`Method.training_defaults`) is a class method and is not forwarded here: the
 training configuration merges the recipes of every part of ``outer+inner`` itself (the outer
 one's settings first, :meth:`TrainConfig.recipe <robustfusion.training.config.TrainConfig.recipe>`).
+
+Tasks: a wrapper inherits nothing from its inner method's registration. It declares the tasks and
+feature kinds it supports in its own ``facts=`` (``MethodFacts``), and only those its own hooks
+really handle (e.g. ``mwam`` and ``modality_dropout`` on maps and ``[B, H, W]`` targets);
+``outer+inner`` is refused unless every part supports the task
+(:func:`~robustfusion.methods.base.check_task_support`).
 """
 
 from __future__ import annotations

@@ -29,6 +29,13 @@ Deviations [ours], all documented in docs/mwam.md:
   coefficients: for equal-size modalities and a fixed batch size this divides every modality's FRM
   by the same constant (MWAM's ratio T is unchanged), and it keeps a 8x8 image and a 64x64
   spectrogram comparable (a sum over patches would favour the larger map by its patch count).
+
+Segmentation: the inputs (``[B, C, H, W]`` images and depth maps) and the encoders' features
+(``[B, C, h, w]`` maps) are both 2-D, so FRM is Eq. 4 exactly as the paper and the released code
+define it (2-D DCT-II per ``p x p`` patch, the ``q x q`` corner bands); nothing here depends on
+the task. Encoder maps are small (8x8 for the ``cnn`` encoder on 64x64 inputs): a map of one
+patch or smaller than ``p`` uses the ``min(h, w)`` rule above, and ``mean`` keeps the value
+comparable between a 3-channel image and a 128-channel feature map.
 """
 
 from __future__ import annotations
