@@ -328,3 +328,21 @@ def test_the_task_is_given_once(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert cli(*args) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--task NAME or --option task=NAME" in err[0]
+
+
+def test_a_training_step_on_the_fake_release(
+    release: tuple[Path, dict[str, np.ndarray]], tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    raw, _ = release
+    out = nyudv2_prepare.prepare_segmentation(raw, tmp_path / "seg", verbose=False)
+    run = tmp_path / "run"
+    args = ["train", "--dataset", "nyudv2_segmentation", "--data-root", str(out),
+            "--dataset-option", "size=8x8", "--method", "udml", "--encoder", "rgb=cnn",
+            "--encoder", "depth=cnn", "--encoder-option", "cnn.width=4", "--feature-dim", "8",
+            "--hidden-dim", "8", "--epochs", "1", "--batch-size", "256", "--no-progress",
+            "--out", str(run)]  # fmt: skip
+    assert main(args) == 0
+    assert capsys.readouterr().out.startswith("test mIoU ")
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["task"] == "segmentation" and len(metrics["per_class_iou"]) == 40
+    assert metrics["num_samples"] == 654 and 0 <= metrics["miou"] <= 1
