@@ -9,6 +9,7 @@ import copy
 import pytest
 import torch
 import torch.nn.functional as F
+from _segmentation import map_encoders
 from torch import Tensor, nn
 
 from robustfusion.methods.base import Method, MethodSpec, build_method, check_task_support
@@ -53,17 +54,6 @@ def _batch(seed: int = 0, n: int = 6) -> Batch:
     )
 
 
-def _encoders(seed: int = 0) -> nn.ModuleDict:
-    """Maps ``[B, C, 16, 16]`` -> ``[B, 8, 4, 4]``."""
-    torch.manual_seed(seed)
-    return nn.ModuleDict(
-        {
-            "rgb": nn.Sequential(nn.Conv2d(3, 8, 4, stride=4), nn.ReLU()),
-            "depth": nn.Sequential(nn.Conv2d(1, 8, 4, stride=4), nn.ReLU()),
-        }
-    )
-
-
 def _step(
     method: Method, encoders: nn.ModuleDict, batch: Batch
 ) -> tuple[dict[str, Tensor], FusionOutput, Batch]:
@@ -98,7 +88,7 @@ def test_the_compositions_are_declared_for_segmentation_on_maps() -> None:
 def test_a_training_step_segments(name: str, mode: str) -> None:
     options = {"mwam": {"mode": mode}, "modality_dropout": {"p": 0.5}}
     method = build_method(name, SPEC, options)
-    encoders = _encoders()
+    encoders = map_encoders()
     terms, output, batch = _step(method, encoders, _batch())
     assert output.logits.shape == (6, 4, 16, 16)
     assert output.weights is not None and output.weights.shape == (6, 2)
@@ -127,7 +117,7 @@ def test_a_training_step_segments(name: str, mode: str) -> None:
 def test_gradient_mode_scales_each_encoder_by_its_k() -> None:
     batch = _batch()
     reference = build_method("static", SPEC)
-    encoders = _encoders()
+    encoders = map_encoders()
     reference.load_state_dict(build_method("static", SPEC).state_dict())
     method = MWAM(SPEC, mode="gradient")
     method.inner.load_state_dict(reference.state_dict())
@@ -151,7 +141,7 @@ def test_the_auxiliary_loss_is_the_per_pixel_ce_averaged_per_sample() -> None:
     present = dict(batch.present)
     present["depth"] = torch.tensor([True, False, True, True, False, True])
     batch = batch.replace(present=present)
-    terms, output, _ = _step(method, _encoders(), batch)
+    terms, output, _ = _step(method, map_encoders(), batch)
     logits = output.extras[AUX_LOGITS].detach()
     expected = torch.zeros((), dtype=logits.dtype)
     for i, m in enumerate(SPEC.modalities):
@@ -167,7 +157,7 @@ def test_the_auxiliary_loss_is_the_per_pixel_ce_averaged_per_sample() -> None:
             expected = expected + method.k[i] * pixel[0][valid].mean() / len(used)
     torch.testing.assert_close(terms["mwam_aux"].detach(), expected)
     # The auxiliary heads are the linear heads at every position, upsampled to the target size.
-    features = {m: _encoders()[m](batch.inputs[m]) for m in SPEC.modalities}
+    features = {m: map_encoders()[m](batch.inputs[m]) for m in SPEC.modalities}
     weight, bias = method.aux_heads.head("depth")
     low = torch.einsum("bdhw,cd->bchw", features["depth"], weight) + bias.view(1, -1, 1, 1)
     up = F.interpolate(low, size=(16, 16), mode="bilinear", align_corners=False)
@@ -178,7 +168,7 @@ def test_a_batch_without_labelled_pixels_gives_finite_zero_auxiliary_loss() -> N
     method = MWAM(SPEC)
     batch = _batch()
     batch = batch.replace(target=torch.full_like(batch.target, IGNORE_INDEX))
-    terms, _, _ = _step(method, _encoders(), batch)
+    terms, _, _ = _step(method, map_encoders(), batch)
     assert float(terms["ce"].detach()) == 0.0 and float(terms["mwam_aux"].detach()) == 0.0
 
 
@@ -194,12 +184,12 @@ def test_absent_modalities_are_left_out_of_frm_and_the_auxiliary_loss() -> None:
     expected = torch.stack(
         [frm(batch.inputs[m], dropped.present[m], reduction="mean") for m in SPEC.modalities]
     )
-    terms, _, _ = _step(method, _encoders(), batch)
+    terms, _, _ = _step(method, map_encoders(), batch)
     assert set(terms) == {"ce", "mwam_aux"} and all(torch.isfinite(t) for t in terms.values())
     torch.testing.assert_close(method.frm_last, expected)
     # A modality absent from the presence mapping counts as present everywhere.
     alone = MWAM(SPEC, mode="loss").train()
-    features = {m: _encoders()[m](batch.inputs[m]) for m in SPEC.modalities}
+    features = {m: map_encoders()[m](batch.inputs[m]) for m in SPEC.modalities}
     output = alone(features, batch.present)
     partial = batch.replace(present={"rgb": batch.present["rgb"]})
     assert torch.isfinite(alone.losses(output, partial)["mwam_aux"])
@@ -207,7 +197,7 @@ def test_absent_modalities_are_left_out_of_frm_and_the_auxiliary_loss() -> None:
 
 def test_feature_source_computes_frm_on_the_encoder_maps() -> None:
     method = MWAM(SPEC, mode="gradient", source="feature")
-    encoders = _encoders()
+    encoders = map_encoders()
     batch = _batch()
     _step(method, encoders, batch)
     expected = torch.stack(
@@ -221,7 +211,7 @@ def test_feature_source_computes_frm_on_the_encoder_maps() -> None:
 @pytest.mark.parametrize("name", ["mwam", "mwam+modality_dropout"])
 def test_state_dict_round_trip_and_an_unchanged_inference_graph(name: str) -> None:
     method = build_method(name, SPEC)
-    encoders = _encoders()
+    encoders = map_encoders()
     for seed in range(2):
         _step(method, encoders, _batch(seed))
     twin = build_method(name, SPEC)
@@ -243,7 +233,7 @@ def test_state_dict_round_trip_and_an_unchanged_inference_graph(name: str) -> No
 def test_training_on_synthetic_maps_lowers_the_loss() -> None:
     torch.manual_seed(0)
     method = build_method("mwam+modality_dropout", SPEC, {"modality_dropout": {"p": 0.2}})
-    encoders = _encoders()
+    encoders = map_encoders()
     params = list(method.parameters()) + list(encoders.parameters())
     optimizer = torch.optim.Adam(params, lr=1e-2)
     g = torch.Generator().manual_seed(0)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from _segmentation import MODS, SPEC, map_encoders, segmentation_batch
 from torch import Tensor, nn
 
 from robustfusion.errors import ConfigError
@@ -19,45 +20,6 @@ from robustfusion.modules.segmentation_head import SegmentationHead
 from robustfusion.registry import DATASETS
 from robustfusion.tasks import IGNORE_INDEX
 from robustfusion.types import Batch, FusionOutput
-
-MODS = ("rgb", "depth")
-SPEC = MethodSpec(
-    modalities=MODS,
-    feature_dims={"rgb": 8, "depth": 8},
-    num_classes=4,
-    task="segmentation",
-    target_shape=(16, 16),
-    input_shapes={"rgb": (3, 16, 16), "depth": (1, 16, 16)},
-    input_kinds={"rgb": "image", "depth": "map"},
-    hidden_dim=8,
-)
-
-
-def _batch(n: int = 6, seed: int = 0) -> Batch:
-    g = torch.Generator().manual_seed(seed)
-    target = torch.randint(0, 4, (n, 16, 16), generator=g)
-    target[:, 0] = IGNORE_INDEX  # a void row in every image
-    target[1] = IGNORE_INDEX  # an image without a labelled pixel
-    return Batch(
-        inputs={
-            "rgb": torch.randn(n, 3, 16, 16, generator=g),
-            "depth": torch.randn(n, 1, 16, 16, generator=g),
-        },
-        present={m: torch.ones(n, dtype=torch.bool) for m in MODS},
-        target=target,
-        index=torch.arange(n),
-    )
-
-
-def _encoders(seed: int = 0) -> nn.ModuleDict:
-    """``[B, C, 16, 16]`` -> ``[B, 8, 4, 4]``."""
-    torch.manual_seed(seed)
-    return nn.ModuleDict(
-        {
-            "rgb": nn.Sequential(nn.Conv2d(3, 8, 4, stride=4), nn.ReLU()),
-            "depth": nn.Sequential(nn.Conv2d(1, 8, 4, stride=4), nn.ReLU()),
-        }
-    )
 
 
 def _method(**options: object) -> ProbabilisticEmbeddingFusion:
@@ -98,8 +60,8 @@ def test_a_training_step_segments(fusion: str, norm: str) -> None:
     spec = MethodSpec(**{**SPEC.__dict__, "fusion": fusion})
     torch.manual_seed(0)
     method = build_method("pe", spec, {"pe": {"norm": norm}})
-    encoders = _encoders()
-    terms, output = _step(method, encoders, _batch())
+    encoders = map_encoders()
+    terms, output = _step(method, encoders, segmentation_batch())
     assert output.logits.shape == (6, 4, 16, 16)
     assert output.weights is not None and output.weights.shape == (6, 2)
     torch.testing.assert_close(output.weights.sum(1), torch.ones(6))
@@ -111,7 +73,7 @@ def test_a_training_step_segments(fusion: str, norm: str) -> None:
 
 def test_weights_are_per_sample_inverse_mean_variance_over_channels_and_positions() -> None:
     method = _method()
-    _, output = _step(method, _encoders(), _batch())
+    _, output = _step(method, map_encoders(), segmentation_batch())
     variance = torch.stack(
         [output.extras[f"logvar/{m}"].detach().exp().mean(dim=(1, 2, 3)) for m in MODS], dim=1
     )
@@ -122,8 +84,8 @@ def test_weights_are_per_sample_inverse_mean_variance_over_channels_and_position
 
 def test_losses_are_the_per_pixel_ce_and_the_kl_over_the_whole_map() -> None:
     method = _method(kl_weight=0.5)
-    batch = _batch()
-    terms, output = _step(method, _encoders(), batch)
+    batch = segmentation_batch()
+    terms, output = _step(method, map_encoders(), batch)
     logits = output.logits.detach()
     valid = batch.target != IGNORE_INDEX
     pixel = torch.nn.functional.cross_entropy(logits, batch.target.clamp_max(3), reduction="none")
@@ -136,16 +98,16 @@ def test_losses_are_the_per_pixel_ce_and_the_kl_over_the_whole_map() -> None:
 
 
 def test_no_labelled_pixel_gives_a_finite_loss() -> None:
-    batch = _batch()
+    batch = segmentation_batch()
     batch = batch.replace(target=torch.full_like(batch.target, IGNORE_INDEX))
-    terms, _ = _step(_method(), _encoders(), batch)
+    terms, _ = _step(_method(), map_encoders(), batch)
     assert float(terms["ce"].detach()) == 0.0 and bool(torch.isfinite(terms["kl"]))
 
 
 def test_an_absent_modality_gets_weight_zero_and_cannot_change_the_prediction() -> None:
     method = _method()
-    encoders = _encoders()
-    batch = _batch()
+    encoders = map_encoders()
+    batch = segmentation_batch()
     absent = torch.tensor([False, True, False, False, True, False])
     present = {"rgb": torch.ones(6, dtype=torch.bool), "depth": ~absent}
     batch = batch.replace(present=present)
@@ -164,10 +126,10 @@ def test_an_absent_modality_gets_weight_zero_and_cannot_change_the_prediction() 
 
 def test_one_present_sample_in_training_uses_the_running_statistics() -> None:
     method = _method()
-    batch = _batch()
+    batch = segmentation_batch()
     present = {"rgb": torch.ones(6, dtype=torch.bool), "depth": torch.zeros(6, dtype=torch.bool)}
     present["depth"][2] = True
-    terms, output = _step(method, _encoders(), batch.replace(present=present))
+    terms, output = _step(method, map_encoders(), batch.replace(present=present))
     assert all(bool(torch.isfinite(t)) for t in terms.values())
     assert output.extras["mu/depth"].shape == (6, 8, 4, 4)
     assert bool((output.extras["mu/depth"][~present["depth"]] == 0).all())
@@ -175,13 +137,13 @@ def test_one_present_sample_in_training_uses_the_running_statistics() -> None:
 
 def test_uniform_twin_and_evaluation_swaps() -> None:
     twin = _method(weights="uniform")
-    _, output = _step(twin, _encoders(), _batch())
+    _, output = _step(twin, map_encoders(), segmentation_batch())
     torch.testing.assert_close(output.weights, torch.full((6, 2), 0.5))
     method = _method()
-    encoders = _encoders()
-    _step(method, encoders, _batch())
+    encoders = map_encoders()
+    _step(method, encoders, segmentation_batch())
     method.eval()
-    batch = _batch()
+    batch = segmentation_batch()
     with torch.no_grad():
         features = method.encode(encoders, batch.inputs)
         learned = method(features, batch.present)
@@ -201,13 +163,13 @@ def test_uniform_twin_and_evaluation_swaps() -> None:
 
 def test_state_dict_round_trip_gives_the_same_evaluation_outputs() -> None:
     method = _method()
-    encoders = _encoders()
-    _step(method, encoders, _batch())
+    encoders = map_encoders()
+    _step(method, encoders, segmentation_batch())
     copy = _method()
     copy.load_state_dict(method.state_dict())
     method.eval()
     copy.eval()
-    batch = _batch(seed=1)
+    batch = segmentation_batch(seed=1)
     with torch.no_grad():
         features = method.encode(encoders, batch.inputs)
         a, b = method(features, batch.present), copy(features, batch.present)

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from _segmentation import MODS, SPEC, map_encoders, segmentation_batch
 from torch import Tensor, nn
 
 from robustfusion.errors import ConfigError
@@ -22,48 +23,9 @@ from robustfusion.registry import DATASETS
 from robustfusion.tasks import IGNORE_INDEX
 from robustfusion.types import Batch, FusionOutput
 
-MODS = ("rgb", "depth")
-SPEC = MethodSpec(
-    modalities=MODS,
-    feature_dims={"rgb": 8, "depth": 8},
-    num_classes=4,
-    task="segmentation",
-    target_shape=(16, 16),
-    input_shapes={"rgb": (3, 16, 16), "depth": (1, 16, 16)},
-    input_kinds={"rgb": "image", "depth": "map"},
-    hidden_dim=8,
-)
-
 
 def _spec(**changes: object) -> MethodSpec:
     return MethodSpec(**{**SPEC.__dict__, **changes})
-
-
-def _batch(n: int = 6, seed: int = 0) -> Batch:
-    g = torch.Generator().manual_seed(seed)
-    target = torch.randint(0, 4, (n, 16, 16), generator=g)
-    target[:, 0] = IGNORE_INDEX  # a void row in every image
-    target[1] = IGNORE_INDEX  # an image without a labelled pixel
-    return Batch(
-        inputs={
-            "rgb": torch.randn(n, 3, 16, 16, generator=g),
-            "depth": torch.randn(n, 1, 16, 16, generator=g),
-        },
-        present={m: torch.ones(n, dtype=torch.bool) for m in MODS},
-        target=target,
-        index=torch.arange(n),
-    )
-
-
-def _encoders(seed: int = 0) -> nn.ModuleDict:
-    """``[B, C, 16, 16]`` -> ``[B, 8, 4, 4]``."""
-    torch.manual_seed(seed)
-    return nn.ModuleDict(
-        {
-            "rgb": nn.Sequential(nn.Conv2d(3, 8, 4, stride=4), nn.ReLU()),
-            "depth": nn.Sequential(nn.Conv2d(1, 8, 4, stride=4), nn.ReLU()),
-        }
-    )
 
 
 def _method(spec: MethodSpec = SPEC, **options: object) -> UDML:
@@ -120,8 +82,8 @@ def test_the_linear_head_and_vector_fusions_are_refused_on_maps() -> None:
 def test_a_training_step_segments(options: dict, fusion: str) -> None:
     method = _method(_spec(fusion=fusion), **options)
     method.on_epoch_start(9, 10)  # the noisy, full-weights phase
-    encoders = _encoders()
-    terms, output, batch = _step(method, encoders, _batch())
+    encoders = map_encoders()
+    terms, output, batch = _step(method, encoders, segmentation_batch())
     assert output.logits.shape == (6, 4, 16, 16)
     assert output.unimodal_logits is not None
     assert all(output.unimodal_logits[m].shape == (6, 4, 16, 16) for m in MODS)
@@ -129,7 +91,9 @@ def test_a_training_step_segments(options: dict, fusion: str) -> None:
     torch.testing.assert_close(output.weights.sum(1).detach(), torch.ones(6))
     assert set(terms) >= {"ce", "unimodal_ce", "noise_mse"}
     assert all(bool(torch.isfinite(t)) for t in terms.values())
-    assert torch.equal(batch.target, _batch().target)  # noise leaves the label maps alone
+    assert torch.equal(
+        batch.target, segmentation_batch().target
+    )  # noise leaves the label maps alone
     assert any(bool((batch.noise_level[m] > 1).any()) for m in MODS)
     for p in encoders.parameters():
         assert p.grad is not None and bool(torch.isfinite(p.grad).all())
@@ -138,8 +102,8 @@ def test_a_training_step_segments(options: dict, fusion: str) -> None:
 
 def test_weights_and_dependency_are_per_sample_from_pixel_means() -> None:
     method = _method(per_sample_dependency=True)
-    encoders = _encoders()
-    _, output, _ = _step(method, encoders, _batch())
+    encoders = map_encoders()
+    _, output, _ = _step(method, encoders, segmentation_batch())
     alpha = output.extras["dependency"]
     uncertainty = output.extras["uncertainty"]
     assert alpha.shape == uncertainty.shape == (6, 2)
@@ -151,14 +115,14 @@ def test_weights_and_dependency_are_per_sample_from_pixel_means() -> None:
     # neutral weights (2), averaged over the pixels.
     method.eval()
     with torch.no_grad():
-        features = method.encode(encoders, _batch().inputs)
+        features = method.encode(encoders, segmentation_batch().inputs)
         z = {m: method.map_heads[m].mu(features[m]) for m in MODS}
         alone = method._fused_logits(
             z,
             {"rgb": torch.ones(6, dtype=torch.bool), "depth": torch.zeros(6, dtype=torch.bool)},
             torch.full((6, 2), 2.0),
         )
-        evaluated = method(features, _batch().present)
+        evaluated = method(features, segmentation_batch().present)
     assert alone.shape == (6, 4, 16, 16)
     expected = alone.abs().sum(1).mean(dim=(1, 2))
     torch.testing.assert_close(evaluated.extras["dependency"][:, 0], expected)
@@ -166,7 +130,7 @@ def test_weights_and_dependency_are_per_sample_from_pixel_means() -> None:
 
 def test_the_shared_alpha_is_the_pixel_mean_of_the_solo_logits() -> None:
     method = _method()
-    _, output, _ = _step(method, _encoders(), _batch())
+    _, output, _ = _step(method, map_encoders(), segmentation_batch())
     solo = torch.stack([output.unimodal_logits[m].detach() for m in MODS])
     expected = solo.abs().sum(2).mean(dim=(2, 3)).mean(1)
     torch.testing.assert_close(method.dependency.alpha, expected)
@@ -174,10 +138,10 @@ def test_the_shared_alpha_is_the_pixel_mean_of_the_solo_logits() -> None:
 
 def test_unimodal_losses_are_the_task_loss_over_labelled_pixels_of_present_samples() -> None:
     method = _method()
-    batch = _batch()
+    batch = segmentation_batch()
     absent = torch.tensor([False, False, True, False, True, False])
     batch = batch.replace(present={"rgb": torch.ones(6, dtype=torch.bool), "depth": ~absent})
-    terms, output, batch = _step(method, _encoders(), batch)
+    terms, output, batch = _step(method, map_encoders(), batch)
     expected = torch.zeros(())
     for m in MODS:
         keep = batch.present[m].view(-1, 1, 1) & (batch.target != IGNORE_INDEX)
@@ -192,24 +156,24 @@ def test_unimodal_losses_are_the_task_loss_over_labelled_pixels_of_present_sampl
 
 
 def test_no_labelled_pixel_gives_finite_zero_task_losses() -> None:
-    batch = _batch()
+    batch = segmentation_batch()
     batch = batch.replace(target=torch.full_like(batch.target, IGNORE_INDEX))
-    terms, _, _ = _step(_method(), _encoders(), batch)
+    terms, _, _ = _step(_method(), map_encoders(), batch)
     assert float(terms["ce"].detach()) == 0.0 and float(terms["unimodal_ce"].detach()) == 0.0
     assert all(bool(torch.isfinite(t)) for t in terms.values())
 
 
 def test_an_absent_modality_gets_weight_zero_and_cannot_change_the_prediction() -> None:
     method = _method()
-    encoders = _encoders()
+    encoders = map_encoders()
     absent = torch.tensor([False, True, False, False, True, False])
     present = {"rgb": torch.ones(6, dtype=torch.bool), "depth": ~absent}
-    terms, output, _ = _step(method, encoders, _batch().replace(present=present))
+    terms, output, _ = _step(method, encoders, segmentation_batch().replace(present=present))
     assert all(bool(torch.isfinite(t)) for t in terms.values())
     assert bool((output.weights[absent, 1] == 0).all())
     assert bool((output.unimodal_logits["depth"][absent] == 0).all())
     method.eval()
-    batch = _batch()
+    batch = segmentation_batch()
     with torch.no_grad():
         features = method.encode(encoders, batch.inputs)
         first = method(features, present).logits
@@ -220,14 +184,14 @@ def test_an_absent_modality_gets_weight_zero_and_cannot_change_the_prediction() 
 
 def test_uniform_twin_and_evaluation_swaps() -> None:
     twin = _method(weights="uniform")
-    _, output, _ = _step(twin, _encoders(), _batch())
+    _, output, _ = _step(twin, map_encoders(), segmentation_batch())
     torch.testing.assert_close(output.weights, torch.full((6, 2), 0.5))
     torch.testing.assert_close(output.extras["udml_weights"], torch.ones(6, 2))
     method = _method()
-    encoders = _encoders()
-    _step(method, encoders, _batch())
+    encoders = map_encoders()
+    _step(method, encoders, segmentation_batch())
     method.eval()
-    batch = _batch()
+    batch = segmentation_batch()
     with torch.no_grad():
         features = method.encode(encoders, batch.inputs)
         learned = method(features, batch.present)
@@ -247,14 +211,14 @@ def test_uniform_twin_and_evaluation_swaps() -> None:
 
 def test_state_dict_round_trip_gives_the_same_evaluation_outputs() -> None:
     method = _method(coupling="decoupled")
-    encoders = _encoders()
-    _step(method, encoders, _batch())
+    encoders = map_encoders()
+    _step(method, encoders, segmentation_batch())
     copy = _method(coupling="decoupled")
     copy.load_state_dict(method.state_dict())
     torch.testing.assert_close(copy.dependency.alpha, method.dependency.alpha)
     method.eval()
     copy.eval()
-    batch = _batch(seed=1)
+    batch = segmentation_batch(seed=1)
     with torch.no_grad():
         features = method.encode(encoders, batch.inputs)
         a, b = method(features, batch.present), copy(features, batch.present)
@@ -270,11 +234,11 @@ def test_measurement_passes_leave_the_heads_batchnorm_statistics_alone() -> None
     measured = _method(alpha_at="neutral")
     plain = _method(alpha_at="neutral", use_dependency=False)
     plain.load_state_dict(measured.state_dict())
-    batch = _batch()
+    batch = segmentation_batch()
     torch.manual_seed(1)  # the same sampling noise in both
-    _step(measured, _encoders(), batch)
+    _step(measured, map_encoders(), batch)
     torch.manual_seed(1)
-    _step(plain, _encoders(), batch)
+    _step(plain, map_encoders(), batch)
     norm = measured.classifier.refine[1]
     assert norm.num_batches_tracked == 1
     torch.testing.assert_close(norm.running_mean, plain.classifier.refine[1].running_mean)
