@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
-import resource
 import statistics
 import time
 from pathlib import Path
@@ -124,15 +123,20 @@ def _batches(dataset: TensorMultimodalDataset, size: int, steps: int, seed: int)
 
 
 def _peak(args: argparse.Namespace, method: str) -> float:
-    """Peak memory (MiB) of a fresh process that trains ``method`` for a few steps."""
+    """Peak memory (MiB) of a fresh process that trains ``method`` for a few steps: on CPU the
+    resident-set high-water mark since the imports (``VmHWM`` after resetting it through
+    ``/proc/self/clear_refs``; ``ru_maxrss`` would carry the parent's peak over the fork)."""
     torch.set_num_threads(args.threads)
+    if args.device != "cuda":
+        Path("/proc/self/clear_refs").write_text("5")
     splits = _data(_size(args.size), args.batch_size * 2)
     model = _model(args, method, splits.info)
     optimizer = build_optimizer(model.parameters(), TrainConfig(dataset="x", out="unused"))
     _steps(model, optimizer, _batches(splits.train, args.batch_size, 2, 0))
     if args.device == "cuda":
         return torch.cuda.max_memory_allocated() / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    status = Path("/proc/self/status").read_text().splitlines()
+    return next(int(line.split()[1]) for line in status if line.startswith("VmHWM")) / 1024
 
 
 def main() -> None:
@@ -157,6 +161,11 @@ def main() -> None:
     keep_freed_memory()
     torch.set_num_threads(args.threads)
     methods = args.methods.split(",")
+    peaks: dict[str, float] = {}
+    if not args.no_peak:  # first, while this process is small: each child is forked from it
+        context = multiprocessing.get_context("spawn")
+        with context.Pool(1, maxtasksperchild=1) as pool:
+            peaks = {m: round(pool.apply(_peak, (args, m)), 1) for m in methods}
     splits = _data(_size(args.size), max(args.batch_size * args.steps, 64))
     models = {m: _model(args, m, splits.info) for m in methods}
     config = TrainConfig(dataset="x", out="unused")
@@ -183,10 +192,8 @@ def main() -> None:
     }
     if "static" in median:
         result["ratio_over_static"] = {m: round(t / median["static"], 3) for m, t in median.items()}
-    if not args.no_peak:
-        context = multiprocessing.get_context("spawn")
-        with context.Pool(1, maxtasksperchild=1) as pool:
-            result["peak_mib"] = {m: round(pool.apply(_peak, (args, m)), 1) for m in methods}
+    if peaks:
+        result["peak_mib"] = peaks
     if args.epoch:
         data = _data(_size(args.size), args.epoch_samples)
         epoch = {}

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from _segmentation import map_encoders
 from torch import Tensor, nn
 
+from robustfusion.errors import ConfigError
 from robustfusion.methods.base import Method, MethodSpec, build_method, check_task_support
 from robustfusion.methods.modality_dropout import ModalityDropout
 from robustfusion.methods.mwam import AUX_LOGITS, MWAM
@@ -103,7 +104,7 @@ def test_a_training_step_segments(name: str, mode: str) -> None:
         return
     assert ("mwam_aux" in terms) == (mode != "gradient")
     if mode != "gradient":
-        assert output.extras[AUX_LOGITS].shape == (2, 6, 4, 16, 16)
+        assert output.extras[AUX_LOGITS].shape == (2, 6, 4, 4, 4)  # on the feature grid
     logged = method.logged_values()
     for m in SPEC.modalities:
         for key in ("frm", "T", "K"):
@@ -135,7 +136,7 @@ def test_gradient_mode_scales_each_encoder_by_its_k() -> None:
 
 
 def test_the_auxiliary_loss_is_the_per_pixel_ce_averaged_per_sample() -> None:
-    method = MWAM(SPEC, mode="loss")
+    method = MWAM(SPEC, mode="loss", aux_resolution="target")
     batch = _batch()
     batch.target[3] = IGNORE_INDEX  # nothing labelled: weighs 0, no nan
     present = dict(batch.present)
@@ -162,6 +163,26 @@ def test_the_auxiliary_loss_is_the_per_pixel_ce_averaged_per_sample() -> None:
     low = torch.einsum("bdhw,cd->bchw", features["depth"], weight) + bias.view(1, -1, 1, 1)
     up = F.interpolate(low, size=(16, 16), mode="bilinear", align_corners=False)
     torch.testing.assert_close(logits[1], up.detach())
+
+
+def test_by_default_the_auxiliary_loss_is_taken_on_the_feature_grid() -> None:
+    method = MWAM(SPEC, mode="loss")
+    batch = _batch()
+    terms, output, _ = _step(method, map_encoders(), batch)
+    logits = output.extras[AUX_LOGITS].detach()
+    assert logits.shape == (2, 6, 4, 4, 4)
+    small = batch.target[:, ::4, ::4]  # nearest downsampling of 16x16 to 4x4
+    expected = torch.zeros((), dtype=logits.dtype)
+    for i in range(2):
+        used = [b for b in range(6) if bool((small[b] != IGNORE_INDEX).any())]
+        for b in used:
+            pixel = F.cross_entropy(
+                logits[i, b : b + 1], small[b : b + 1], ignore_index=IGNORE_INDEX
+            )
+            expected = expected + method.k[i] * pixel / len(used)
+    torch.testing.assert_close(terms["mwam_aux"].detach(), expected)
+    with pytest.raises(ConfigError, match="aux_resolution must be feature or target"):
+        MWAM(SPEC, aux_resolution="pixels")
 
 
 def test_a_batch_without_labelled_pixels_gives_finite_zero_auxiliary_loss() -> None:

@@ -51,8 +51,10 @@ Segmentation (the task ``segmentation``: encoders return maps ``[B, C, h, w]``, 
 * ``gradient``: unchanged, every gradient of ``encoders[i]`` times ``K_i`` (Alg. 1).
 * ``loss``: the auxiliary unimodal heads are the same per-modality linear classifiers applied at
   every position of the modality's map (a 1x1 convolution; same parameters, so checkpoints keep
-  their layout), their logits upsampled bilinearly to ``(H, W)`` as the segmentation head's
-  [ours]; ``CE(y, y^_i)`` is the per-pixel cross-entropy without the ignored pixels, averaged
+  their layout); by default (``aux_resolution="feature"``) their cross-entropy is taken on the
+  map's grid against the label map downsampled (nearest), because upsampling them to ``(H, W)``
+  (``aux_resolution="target"``, as the segmentation head) costs a fifth of a ResNet-18 step at
+  240x320 with 40 classes [ours]; ``CE(y, y^_i)`` is the per-pixel cross-entropy without the ignored pixels, averaged
   per sample over its labelled pixels, then over the samples where modality ``i`` is present and
   something is labelled (a sample without a labelled pixel weighs 0) [ours: the paper defines the
   term for one label per sample].
@@ -97,6 +99,10 @@ PRESET_TRAINING: dict[str, dict[str, Any]] = {
     "released": {"optimizer": "sgd", "lr": 1e-3, "momentum": 0.9, "weight_decay": 5e-4},
 }
 MODES = ("gradient", "loss", "hybrid")
+#: Segmentation: where the auxiliary unimodal cross-entropy is taken: on the feature map's grid
+#: against the label map downsampled (nearest), or on the target's grid with the logits upsampled
+#: bilinearly (a fifth of a ResNet-18 step at 240x320 with 40 classes; ``benchmarks/``).
+AUX_RESOLUTIONS = ("feature", "target")
 SOURCES = ("input", "feature")
 _FEATURE_KEY = "mwam.feature."
 #: Extras key of the auxiliary logits, stacked in modality order: ``[M, B, C]`` (classification)
@@ -176,7 +182,14 @@ class MWAM(WrapperMethod):
         reduction: str = "mean",
         eps: float = FRM_EPS,
         frm_every: int = 1,
+        aux_resolution: str = "feature",
     ) -> None:
+        if aux_resolution not in AUX_RESOLUTIONS:
+            raise ConfigError(
+                f"mwam: aux_resolution must be {' or '.join(AUX_RESOLUTIONS)}, got "
+                f"{aux_resolution!r}"
+            )
+        self.aux_resolution = aux_resolution
         if preset not in PRESETS:
             raise ConfigError(
                 f"mwam: unknown preset {preset!r}; choose one of {', '.join(PRESETS)}"
@@ -278,7 +291,9 @@ class MWAM(WrapperMethod):
         count, classes = logits.shape[0], logits.shape[-1]
         logits = logits.reshape(count * b, h, w, classes).permute(0, 3, 1, 2)
         size = tuple(int(v) for v in self.spec.target_shape[-2:])
-        if (h, w) != size:
+        if self.aux_resolution == "feature":
+            size = (h, w)
+        elif (h, w) != size:
             logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
         return logits.reshape(count, b, classes, *size)
 
@@ -340,9 +355,14 @@ class MWAM(WrapperMethod):
             # samples with a labelled pixel.
             logits = output.extras[AUX_LOGITS]
             count = logits.shape[0]
-            if logits.dim() > 3:  # segmentation: [M, B, C, H, W] against [B, H, W]
+            if logits.dim() > 3:  # segmentation: [M, B, C, h, w] against [B, H, W]
+                target = batch.target
+                if tuple(target.shape[-2:]) != tuple(logits.shape[-2:]):  # aux_resolution=feature
+                    target = F.interpolate(
+                        target[:, None].float(), size=logits.shape[-2:], mode="nearest"
+                    )[:, 0].long()
                 per_sample, labelled = _per_sample_pixel_ce(
-                    logits.flatten(0, 1), batch.target.repeat(count, *([1] * (logits.dim() - 3)))
+                    logits.flatten(0, 1), target.repeat(count, *([1] * (logits.dim() - 3)))
                 )
             else:
                 per_sample = F.cross_entropy(
