@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from robustfusion.methods.base import MethodSpec
+from robustfusion.methods.base import Method, MethodSpec
 from robustfusion.tasks import IGNORE_INDEX
 from robustfusion.types import Batch
 
@@ -49,3 +49,25 @@ def map_encoders(seed: int = 0) -> nn.ModuleDict:
             "depth": nn.Sequential(nn.Conv2d(1, 8, 4, stride=4), nn.ReLU()),
         }
     )
+
+
+def check_weight_swaps(method: Method, encoders: nn.ModuleDict) -> None:
+    """On a trained segmentation model: ``uniform`` gives 0.5 each, ``oracle`` gives the
+    corrupted depth of samples 0-2 weight 0, and ``learned`` restores the outputs."""
+    method.eval()
+    batch = segmentation_batch()
+    with torch.no_grad():
+        features = method.encode(encoders, batch.inputs)
+        learned = method(features, batch.present)
+        method.set_weight_mode("uniform")
+        uniform = method(features, batch.present)
+        corrupted = torch.zeros(6, 2, dtype=torch.bool)
+        corrupted[:3, 1] = True
+        method.set_weight_mode("oracle", corrupted)
+        oracle = method(features, batch.present)
+        method.set_weight_mode("learned")
+        again = method(features, batch.present)
+    torch.testing.assert_close(uniform.weights, torch.full((6, 2), 0.5))
+    torch.testing.assert_close(oracle.weights[:3], torch.tensor([[1.0, 0.0]] * 3))
+    assert not torch.allclose(learned.logits, uniform.logits)
+    torch.testing.assert_close(again.logits, learned.logits)

@@ -9,11 +9,11 @@ import copy
 import pytest
 import torch
 import torch.nn.functional as F
-from _segmentation import map_encoders
+from _segmentation import SPEC, map_encoders
 from torch import Tensor, nn
 
 from robustfusion.errors import ConfigError
-from robustfusion.methods.base import Method, MethodSpec, build_method, check_task_support
+from robustfusion.methods.base import Method, build_method, check_task_support
 from robustfusion.methods.modality_dropout import ModalityDropout
 from robustfusion.methods.mwam import AUX_LOGITS, MWAM
 from robustfusion.methods.static import StaticFusion
@@ -21,16 +21,6 @@ from robustfusion.modules.frequency import frm
 from robustfusion.tasks import IGNORE_INDEX
 from robustfusion.types import Batch, FusionOutput
 
-SPEC = MethodSpec(
-    modalities=("rgb", "depth"),
-    feature_dims={"rgb": 8, "depth": 8},
-    num_classes=4,
-    task="segmentation",
-    target_shape=(16, 16),
-    input_shapes={"rgb": (3, 16, 16), "depth": (1, 16, 16)},
-    input_kinds={"rgb": "image", "depth": "map"},
-    hidden_dim=8,
-)
 COMPOSITIONS = (
     "mwam",
     "mwam+static",

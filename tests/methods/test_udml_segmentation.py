@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from _segmentation import MODS, SPEC, map_encoders, segmentation_batch
+from _segmentation import MODS, SPEC, check_weight_swaps, map_encoders, segmentation_batch
 from torch import Tensor, nn
 
 from robustfusion.errors import ConfigError
@@ -190,23 +190,7 @@ def test_uniform_twin_and_evaluation_swaps() -> None:
     method = _method()
     encoders = map_encoders()
     _step(method, encoders, segmentation_batch())
-    method.eval()
-    batch = segmentation_batch()
-    with torch.no_grad():
-        features = method.encode(encoders, batch.inputs)
-        learned = method(features, batch.present)
-        method.set_weight_mode("uniform")
-        uniform = method(features, batch.present)
-        corrupted = torch.zeros(6, 2, dtype=torch.bool)
-        corrupted[:3, 1] = True
-        method.set_weight_mode("oracle", corrupted)
-        oracle = method(features, batch.present)
-        method.set_weight_mode("learned")
-        again = method(features, batch.present)
-    torch.testing.assert_close(uniform.weights, torch.full((6, 2), 0.5))
-    torch.testing.assert_close(oracle.weights[:3], torch.tensor([[1.0, 0.0]] * 3))
-    assert not torch.allclose(learned.logits, uniform.logits)
-    torch.testing.assert_close(again.logits, learned.logits)
+    check_weight_swaps(method, encoders)
 
 
 def test_state_dict_round_trip_gives_the_same_evaluation_outputs() -> None:
