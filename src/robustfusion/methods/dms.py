@@ -54,6 +54,26 @@ Decisions where the paper is silent [ours]:
   ``train_noise_p`` of the samples get Gaussian noise of std ``U(0, train_noise)`` (data units) on
   one present modality drawn at random, seeded per (seed, sample index, epoch), so that a learned
   scheduler sees unreliable modalities; trained on clean data only it never does.
+
+Segmentation (``task="segmentation"``; encoders give maps ``[B, C, h, w]`` of one size,
+targets ``[B, H, W]`` with 255 unlabelled) [ours: the paper and METHODS.md have no segmentation
+recipe]:
+
+* the unimodal heads become per-pixel segmentation heads: the same :class:`MCDropoutHead`
+  (projector, LayerNorm over channels, classifier) applied at every position of the map (a 1x1
+  convolution), its ``[B, K, h, w]`` logits upsampled bilinearly to the target size; an MC pass
+  is still one sampled network (its masks shared by every pixel of every image);
+* the signals (confidence, MC-dropout uncertainty, cross-modal consistency) are computed per
+  pixel at the feature resolution and averaged over each image's positions, so the weights stay
+  per sample ``[B, M]`` and are broadcast over the maps when the shared embeddings are fused
+  (``z = Σ_m w_m z_m`` position by position); the task's head
+  (:class:`~robustfusion.modules.segmentation_head.SegmentationHead`, ``shared_dim`` wide) turns
+  the fused map into ``[B, K, H, W]`` logits;
+* the fused and unimodal losses are the task's per-pixel cross-entropy without unlabelled pixels
+  (a modality's unimodal loss over the labelled pixels of the images where it is present); the
+  weight-consistency loss stays per sample: ``‖z − z_m‖²`` over channels, averaged over positions;
+* ``mc_scope`` ``encoder_top`` and ``encoder`` (which run the encoders' stages themselves) are
+  refused in one line: use ``classifier`` or ``head``.
 """
 
 from __future__ import annotations
@@ -70,11 +90,18 @@ from torch import Tensor, nn
 from robustfusion.accepts import Accepts, integer, number
 from robustfusion.encoders.base import Stage, encoder_stages
 from robustfusion.errors import ConfigError, DataError
-from robustfusion.methods.base import Method, MethodSpec, trained_weights_option
+from robustfusion.methods.base import (
+    Method,
+    MethodFacts,
+    MethodSpec,
+    output_head,
+    trained_weights_option,
+)
 from robustfusion.modules.dms_signals import (
     CONFIDENCES,
     CONSISTENCIES,
     mc_dropout_uncertainty,
+    mean_over_positions,
     prediction_agreement,
     semantic_consistency,
 )
@@ -123,6 +150,7 @@ def _evaluation_mode(module: nn.Module) -> Iterator[None]:
     "dms",
     "dynamic modality scheduling: per-sample weights from confidence, MC-dropout uncertainty "
     "and cross-modal consistency (scheduler=rule|learned)",
+    facts=MethodFacts(tasks=("classification", "segmentation"), feature_kinds=("vector", "map")),
 )
 class DMS(Method):
     """Dynamic Modality Scheduling; see the module docstring for the equations.
@@ -210,6 +238,12 @@ class DMS(Method):
             raise ConfigError("dms: consistency_weight and unimodal_weight must be >= 0")
         if float(train_noise) < 0 or not 0.0 <= float(train_noise_p) <= 1.0:
             raise ConfigError("dms: train_noise must be >= 0 and train_noise_p in [0, 1]")
+        self.maps = self.task.feature_kind == "map"
+        if self.maps and mc_scope not in _HEAD_SCOPES:
+            raise ConfigError(
+                f"dms: mc_scope={mc_scope} is not defined for segmentation (it runs the encoders' "
+                "stages on vectors); use dms.mc_scope=classifier or head"
+            )
         self.trained_weights = trained_weights_option("dms", weights)
         self.train_noise = float(train_noise)
         self.train_noise_p = float(train_noise_p)
@@ -241,11 +275,16 @@ class DMS(Method):
         self.scheduler = build_scheduler(
             scheduler, len(self.modalities), a=a, b=b, g=g, tau=tau, hidden=scheduler_hidden
         )
-        self.classifier = nn.Sequential(
-            nn.Linear(self.shared_dim, spec.hidden_dim),
-            nn.ReLU(),
-            nn.Linear(spec.hidden_dim, spec.num_classes),
-        )
+        self.classifier: nn.Module
+        if self.maps:  # the task's head on the fused shared map: [B, K, H, W]
+            self.classifier = output_head(spec, self.shared_dim)
+        else:
+            self.classifier = nn.Sequential(
+                nn.Linear(self.shared_dim, spec.hidden_dim),
+                nn.ReLU(),
+                nn.Linear(spec.hidden_dim, spec.num_classes),
+            )
+        self.target_shape = tuple(int(n) for n in spec.target_shape)
         self._logged: dict[str, Tensor] = {}
         self._encoded: _Encoded | None = None
         # evaluation masks by (group, device, T, dropout, seed), with their dropped indices
@@ -352,6 +391,8 @@ class DMS(Method):
             raise DataError(
                 "a sample has every modality missing: drop such samples or keep at least one modality"
             )
+        if self.maps:
+            return self._forward_maps(features, present, mask, mc_masks)
         for m in self.modalities:
             if features[m].dim() != 2:
                 raise DataError(
@@ -401,6 +442,112 @@ class DMS(Method):
             weights=weights,
             modalities=self.modalities,
             unimodal_logits={m: logits[:, i] for i, m in enumerate(self.modalities)},
+            extras=extras,
+        )
+
+    def _signals(
+        self,
+        stacks: Sequence[StackedHeads],
+        inputs: Sequence[Tensor],
+        projections: Sequence[Tensor] | None,
+        z_stack: Tensor,
+        logits: Tensor,
+        mask: Tensor,
+        mc_masks: Mapping[str, HeadMasks] | None,
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """``(confidence, uncertainty, consistency)`` ``[N, M]`` of the rows of the heads (``N``:
+        samples, or pixels on maps); absent rows 0 (``mc_scope`` classifier or head)."""
+        zero = torch.zeros((), dtype=z_stack.dtype, device=z_stack.device)
+        with self._signal_grad():
+            if self.mc_scope == "classifier":
+                uncertainty = self._classifier_uncertainty(
+                    stacks, inputs, None if self.training else z_stack, mc_masks
+                )
+            else:
+                uncertainty = self._uncertainty(stacks, inputs, projections, None, mc_masks)
+        signal_logits = logits.detach() if self.detach_signals else logits
+        confidence = torch.where(mask, CONFIDENCES[self.confidence_kind](signal_logits), zero)
+        uncertainty = torch.where(mask, uncertainty, zero)
+        if self.consistency_kind == "cosine":
+            signal_z = z_stack.detach() if self.detach_signals else z_stack
+            consistency = semantic_consistency(signal_z, mask)
+        else:
+            consistency = prediction_agreement(signal_logits, mask)
+        return confidence, uncertainty, consistency
+
+    def _forward_maps(
+        self,
+        features: Mapping[str, Tensor],
+        present: Mapping[str, Tensor],
+        mask: Tensor,
+        mc_masks: Mapping[str, HeadMasks] | None,
+    ) -> FusionOutput:
+        """Segmentation: the heads at every position of ``{m: [B, D_m, h, w]}``, the signals per
+        pixel averaged over each image, per-sample weights ``[B, M]`` broadcast over the maps."""
+        self._encoded = None
+        size = None
+        for m in self.modalities:
+            shape = tuple(features[m].shape)
+            if features[m].dim() != 4:
+                raise DataError(
+                    f"dms on segmentation needs feature maps [B, C, h, w] for {m!r}, got {shape}"
+                )
+            if size is not None and shape[2:] != size:
+                raise DataError(
+                    f"dms fuses maps position by position: {m!r} is {shape[2:]}, another {size}"
+                )
+            size = shape[2:]
+        assert size is not None
+        batch, positions = mask.shape[0], size[0] * size[1]
+        # every position of every image is a row of the heads: [B·P, D_m], images in order
+        rows = {
+            m: features[m].flatten(2).transpose(1, 2).reshape(batch * positions, -1)
+            for m in self.modalities
+        }
+        pixel_mask = mask.repeat_interleave(positions, dim=0)  # [B·P, M]
+        stacks = [
+            StackedHeads.of([self.heads[self.modalities[i]] for i in group])  # type: ignore[misc]
+            for group in self._groups
+        ]
+        inputs = [torch.stack([rows[self.modalities[i]] for i in g]) for g in self._groups]
+        projections = None
+        if not self.training:
+            projections = [s.projection(x) for s, x in zip(stacks, inputs, strict=True)]
+        z_rows, logit_rows = self._heads(stacks, inputs, projections)  # [B·P, M, S], [B·P, M, K]
+        zero = torch.zeros((), dtype=z_rows.dtype, device=z_rows.device)
+
+        # [B, M, C, h, w] from rows [B·P, M, C]
+        def as_maps(values: Tensor) -> Tensor:
+            grid = values.view(batch, positions, *values.shape[1:]).permute(0, 2, 3, 1)
+            return grid.reshape(*grid.shape[:3], *size)
+
+        z_maps = as_maps(z_rows)
+        extras: dict[str, Tensor] = {"shared": z_maps, "present": mask}
+        if self.effective_weight_mode() == "learned":
+            signals = self._signals(
+                stacks, inputs, projections, z_rows, logit_rows, pixel_mask, mc_masks
+            )
+            confidence, uncertainty, consistency = (mean_over_positions(v, batch) for v in signals)
+            learned = self.scheduler(confidence, uncertainty, consistency, mask)
+            extras.update(confidence=confidence, uncertainty=uncertainty, consistency=consistency)
+            if self.training:
+                self._remember(learned, confidence, uncertainty, consistency, mask)
+        else:
+            learned = mask.to(z_rows.dtype) / mask.sum(dim=1, keepdim=True).to(z_rows.dtype)
+        weights = self.swap_weights(learned, present)
+        seen = mask.view(*mask.shape, 1, 1, 1)
+        fused = (weights.view(*weights.shape, 1, 1, 1) * torch.where(seen, z_maps, zero)).sum(dim=1)
+        extras["fused"] = fused
+        unimodal = as_maps(logit_rows)  # [B, M, K, h, w]
+        if tuple(size) != self.target_shape:
+            unimodal = F.interpolate(
+                unimodal.flatten(0, 1), size=self.target_shape, mode="bilinear", align_corners=False
+            ).view(batch, len(self.modalities), -1, *self.target_shape)
+        return FusionOutput(
+            logits=self.classifier(fused),
+            weights=weights,
+            modalities=self.modalities,
+            unimodal_logits={m: unimodal[:, i] for i, m in enumerate(self.modalities)},
             extras=extras,
         )
 
@@ -535,6 +682,8 @@ class DMS(Method):
 
     def losses(self, output: FusionOutput, batch: Batch) -> dict[str, Tensor]:
         """Fused CE, the unimodal CEs (present samples only) and the weight-consistency loss."""
+        if self.maps:
+            return self._map_losses(output, batch)
         target = batch.target
         mask = output.extras["present"]
         unimodal = output.logits.new_zeros(())
@@ -551,6 +700,31 @@ class DMS(Method):
         consistency = (weights * distance).sum(dim=1).mean()
         return {
             "ce": F.cross_entropy(output.logits, target),
+            "unimodal_ce": self.unimodal_weight * unimodal,
+            "weight_consistency": self.consistency_weight * consistency,
+        }
+
+    def _map_losses(self, output: FusionOutput, batch: Batch) -> dict[str, Tensor]:
+        """Segmentation: the task's per-pixel losses (a modality's over the labelled pixels of the
+        images where it is present) and the per-sample weight-consistency loss, ``‖z − z_m‖²``
+        over channels averaged over positions."""
+        target = batch.target
+        mask = output.extras["present"]
+        ignore = self.task.ignore_index
+        assert ignore is not None
+        unimodal = output.logits.new_zeros(())
+        for i, m in enumerate(self.modalities):
+            seen = mask[:, i].to(target.device).view(-1, *([1] * (target.dim() - 1)))
+            kept = torch.where(seen, target, torch.full_like(target, ignore))
+            unimodal = unimodal + self.task.loss(output.unimodal_logits[m], kept)
+        weights = output.weights.detach().view(*mask.shape, 1, 1, 1)
+        shared = output.extras["shared"]
+        shared = shared * mask.view(*mask.shape, 1, 1, 1).to(shared.dtype)
+        fused = (weights * shared).sum(dim=1, keepdim=True)
+        distance = (fused - shared).pow(2).sum(2).flatten(2).mean(-1)  # [B, M]
+        consistency = (output.weights.detach() * distance).sum(dim=1).mean()
+        return {
+            "ce": self.task.loss(output.logits, target),
             "unimodal_ce": self.unimodal_weight * unimodal,
             "weight_consistency": self.consistency_weight * consistency,
         }

@@ -103,5 +103,11 @@ def prediction_agreement(logits: Tensor, present: Tensor, alone: float = 0.5) ->
     return torch.where(present, value, torch.zeros_like(value)).to(logits.dtype)
 
 
+def mean_over_positions(values: Tensor, batch: int) -> Tensor:
+    """Per-pixel signals ``[B · P, M]`` (the ``P`` positions of each image in a row) averaged
+    over each image's positions: ``[B, M]`` (DMS on segmentation)."""
+    return values.view(batch, -1, values.shape[-1]).mean(dim=1)
+
+
 #: ``consistency=`` option values: the paper's embedding similarity and the prediction agreement.
 CONSISTENCIES = ("cosine", "agreement")
