@@ -66,6 +66,7 @@ SEGMENTATION_METHODS: tuple[str, ...] = (
     "static",
     "pe",
     "udml",
+    "dms",
     "mwam",
     "modality_dropout",
     "mwam+modality_dropout",
