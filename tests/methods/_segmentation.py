@@ -3,12 +3,15 @@ encoders from ``[B, C, 16, 16]`` inputs to ``[B, 8, 4, 4]`` maps."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from pathlib import Path
+
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from robustfusion.methods.base import Method, MethodSpec
 from robustfusion.tasks import IGNORE_INDEX
-from robustfusion.types import Batch
+from robustfusion.types import Batch, FusionOutput
 
 MODS = ("rgb", "depth")
 SPEC = MethodSpec(
@@ -71,3 +74,47 @@ def check_weight_swaps(method: Method, encoders: nn.ModuleDict) -> None:
     torch.testing.assert_close(oracle.weights[:3], torch.tensor([[1.0, 0.0]] * 3))
     assert not torch.allclose(learned.logits, uniform.logits)
     torch.testing.assert_close(again.logits, learned.logits)
+
+
+def train_step(
+    method: Method, encoders: nn.ModuleDict, batch: Batch
+) -> tuple[dict[str, Tensor], FusionOutput, Batch]:
+    """One training step as the trainer takes it (gradients left in place): the loss terms, the
+    output and the prepared batch."""
+    method.train()
+    batch = method.prepare_batch(batch, True)
+    output = method(method.encode(encoders, batch.inputs), batch.present)
+    terms = method.losses(output, batch)
+    sum(terms.values()).backward()
+    method.after_backward(encoders)
+    return terms, output, batch
+
+
+def check_absent_features_ignored(
+    method: Method,
+    encoders: nn.ModuleDict,
+    batch: Batch,
+    present: Mapping[str, Tensor],
+    absent: Tensor,
+) -> None:
+    """In evaluation, garbage depth features where depth is absent leave the logits unchanged."""
+    method.eval()
+    with torch.no_grad():
+        features = method.encode(encoders, batch.inputs)
+        first = method(features, present).logits
+        features["depth"] = features["depth"] + 5 * absent.view(-1, 1, 1, 1)
+        second = method(features, present).logits
+    torch.testing.assert_close(first, second)
+
+
+def tiny_run(method: str, out: Path) -> int:
+    """``robustfusion train`` of ``method`` on a 16x16 ``rgbd_scenes`` for 2 epochs (exit status)."""
+    from robustfusion.cli import main
+
+    args = ["train", "--dataset", "rgbd_scenes", "--method", method, "--epochs", "2"]
+    for key, value in (("size", 16), ("train", 8), ("val", 4), ("test", 4)):
+        args += ["--dataset-option", f"{key}={value}"]
+    args += ["--encoder", "rgb=cnn", "--encoder", "depth=cnn", "--batch-size", "4"]
+    return main(
+        [*args, "--feature-dim", "8", "--hidden-dim", "8", "--no-progress", "--out", str(out)]
+    )

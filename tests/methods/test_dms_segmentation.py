@@ -10,7 +10,15 @@ from pathlib import Path
 
 import pytest
 import torch
-from _segmentation import MODS, SPEC, check_weight_swaps, map_encoders, segmentation_batch
+from _segmentation import (
+    MODS,
+    SPEC,
+    check_weight_swaps,
+    map_encoders,
+    segmentation_batch,
+    tiny_run,
+    train_step,
+)
 from torch import Tensor, nn
 
 from robustfusion.errors import ConfigError, DataError
@@ -20,7 +28,6 @@ from robustfusion.modules.dms_signals import entropy_confidence
 from robustfusion.modules.segmentation_head import SegmentationHead
 from robustfusion.registry import DATASETS
 from robustfusion.tasks import IGNORE_INDEX
-from robustfusion.types import Batch, FusionOutput
 
 
 def _method(**options: object) -> DMS:
@@ -28,17 +35,6 @@ def _method(**options: object) -> DMS:
     method = build_method("dms", SPEC, {"dms": dict(options)})
     assert isinstance(method, DMS)
     return method
-
-
-def _step(
-    method: DMS, encoders: nn.ModuleDict, batch: Batch
-) -> tuple[dict[str, Tensor], FusionOutput]:
-    method.train()
-    batch = method.prepare_batch(batch, True)
-    output = method(method.encode(encoders, batch.inputs), batch.present)
-    terms = method.losses(output, batch)
-    sum(terms.values()).backward()
-    return terms, output
 
 
 def test_declared_for_segmentation_with_the_task_head() -> None:
@@ -53,7 +49,7 @@ def test_declared_for_segmentation_with_the_task_head() -> None:
 def test_a_training_step_segments(scope: str, consistency: str, scheduler: str) -> None:
     method = _method(mc_scope=scope, consistency=consistency, scheduler=scheduler)
     encoders = map_encoders()
-    terms, output = _step(method, encoders, segmentation_batch())
+    terms, output, _ = train_step(method, encoders, segmentation_batch())
     assert output.logits.shape == (6, 4, 16, 16)
     for m in MODS:
         assert output.unimodal_logits is not None
@@ -94,7 +90,7 @@ def test_confidence_is_the_per_pixel_signal_averaged_over_each_image() -> None:
 def test_losses_are_the_per_pixel_ce_over_labelled_pixels() -> None:
     method = _method(unimodal_weight=0.5)
     batch = segmentation_batch()
-    terms, output = _step(method, map_encoders(), batch)
+    terms, output, _ = train_step(method, map_encoders(), batch)
     valid = batch.target != IGNORE_INDEX
     target = batch.target.clamp_max(3)
 
@@ -112,7 +108,7 @@ def test_losses_are_the_per_pixel_ce_over_labelled_pixels() -> None:
 def test_no_labelled_pixel_gives_finite_losses() -> None:
     batch = segmentation_batch()
     batch = batch.replace(target=torch.full_like(batch.target, IGNORE_INDEX))
-    terms, _ = _step(_method(), map_encoders(), batch)
+    terms, _, _ = train_step(_method(), map_encoders(), batch)
     assert float(terms["ce"].detach()) == 0.0
     assert all(bool(torch.isfinite(t)) for t in terms.values())
 
@@ -124,7 +120,7 @@ def test_an_absent_modality_gets_weight_zero_and_cannot_change_the_prediction() 
     absent = torch.tensor([False, True, False, False, True, False])
     present = {"rgb": torch.ones(6, dtype=torch.bool), "depth": ~absent}
     batch = batch.replace(present=present)
-    terms, output = _step(method, encoders, batch)
+    terms, output, _ = train_step(method, encoders, batch)
     assert all(bool(torch.isfinite(t)) for t in terms.values())
     assert output.weights is not None
     assert bool((output.weights[absent, 1] == 0).all())
@@ -153,7 +149,7 @@ def test_a_sample_with_every_modality_missing_is_refused() -> None:
 def test_evaluation_weights_do_not_depend_on_the_batch() -> None:
     method = _method()
     encoders = map_encoders()
-    _step(method, encoders, segmentation_batch())
+    train_step(method, encoders, segmentation_batch())
     method.eval()
     batch = segmentation_batch(seed=2)
     with torch.no_grad():
@@ -167,19 +163,19 @@ def test_evaluation_weights_do_not_depend_on_the_batch() -> None:
 
 def test_uniform_twin_and_evaluation_swaps() -> None:
     twin = _method(weights="uniform")
-    _, output = _step(twin, map_encoders(), segmentation_batch())
+    _, output, _ = train_step(twin, map_encoders(), segmentation_batch())
     torch.testing.assert_close(output.weights, torch.full((6, 2), 0.5))
     assert "confidence" not in output.extras
     method = _method()
     encoders = map_encoders()
-    _step(method, encoders, segmentation_batch())
+    train_step(method, encoders, segmentation_batch())
     check_weight_swaps(method, encoders)
 
 
 def test_state_dict_round_trip_gives_the_same_evaluation_outputs() -> None:
     method = _method()
     encoders = map_encoders()
-    _step(method, encoders, segmentation_batch())
+    train_step(method, encoders, segmentation_batch())
     copy = _method()
     copy.load_state_dict(method.state_dict())
     method.eval()
@@ -207,17 +203,8 @@ def test_vector_features_are_refused_on_segmentation() -> None:
 
 @pytest.mark.skipif("rgbd_scenes" not in DATASETS, reason="needs the rgbd_scenes dataset")
 def test_a_tiny_end_to_end_run_on_rgbd_scenes(tmp_path: Path) -> None:
-    from robustfusion.cli import main
-
     out = tmp_path / "run"
-    args = ["train", "--dataset", "rgbd_scenes", "--method", "dms", "--epochs", "2"]
-    for key, value in (("size", 16), ("train", 8), ("val", 4), ("test", 4)):
-        args += ["--dataset-option", f"{key}={value}"]
-    args += ["--encoder", "rgb=cnn", "--encoder", "depth=cnn", "--batch-size", "4"]
-    assert (
-        main([*args, "--feature-dim", "8", "--hidden-dim", "8", "--no-progress", "--out", str(out)])
-        == 0
-    )
+    assert tiny_run("dms", out) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["task"] == "segmentation" and 0.0 <= metrics["miou"] <= 1.0
     assert abs(sum(metrics["mean_weight"].values()) - 1.0) < 1e-5

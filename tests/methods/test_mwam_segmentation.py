@@ -9,8 +9,11 @@ import copy
 import pytest
 import torch
 import torch.nn.functional as F
-from _segmentation import SPEC, map_encoders
-from torch import Tensor, nn
+from _segmentation import (
+    SPEC,
+    map_encoders,
+    train_step,
+)
 
 from robustfusion.errors import ConfigError
 from robustfusion.methods.base import Method, build_method, check_task_support
@@ -19,7 +22,7 @@ from robustfusion.methods.mwam import AUX_LOGITS, MWAM
 from robustfusion.methods.static import StaticFusion
 from robustfusion.modules.frequency import frm
 from robustfusion.tasks import IGNORE_INDEX
-from robustfusion.types import Batch, FusionOutput
+from robustfusion.types import Batch
 
 COMPOSITIONS = (
     "mwam",
@@ -45,19 +48,6 @@ def _batch(seed: int = 0, n: int = 6) -> Batch:
     )
 
 
-def _step(
-    method: Method, encoders: nn.ModuleDict, batch: Batch
-) -> tuple[dict[str, Tensor], FusionOutput, Batch]:
-    method.train()
-    batch = method.prepare_batch(batch, True)
-    features = method.encode(encoders, batch.inputs)
-    output = method(features, batch.present)
-    terms = method.losses(output, batch)
-    sum(terms.values()).backward()
-    method.after_backward(encoders)
-    return terms, output, batch
-
-
 def _mwam(method: Method) -> MWAM | None:
     while method is not None and not isinstance(method, MWAM):
         method = getattr(method, "inner", None)
@@ -80,7 +70,7 @@ def test_a_training_step_segments(name: str, mode: str) -> None:
     options = {"mwam": {"mode": mode}, "modality_dropout": {"p": 0.5}}
     method = build_method(name, SPEC, options)
     encoders = map_encoders()
-    terms, output, batch = _step(method, encoders, _batch())
+    terms, output, batch = train_step(method, encoders, _batch())
     assert output.logits.shape == (6, 4, 16, 16)
     assert output.weights is not None and output.weights.shape == (6, 2)
     assert all(bool(torch.isfinite(t)) for t in terms.values())
@@ -112,10 +102,10 @@ def test_gradient_mode_scales_each_encoder_by_its_k() -> None:
     reference.load_state_dict(build_method("static", SPEC).state_dict())
     method = MWAM(SPEC, mode="gradient")
     method.inner.load_state_dict(reference.state_dict())
-    _step(reference, encoders, batch)
+    train_step(reference, encoders, batch)
     plain = [p.grad.clone() for p in encoders.parameters()]
     encoders.zero_grad()
-    _step(method, encoders, batch)
+    train_step(method, encoders, batch)
     k = dict(zip(SPEC.modalities, method.k.tolist(), strict=True))
     assert k["rgb"] != pytest.approx(1.0)
     i = 0
@@ -132,7 +122,7 @@ def test_the_auxiliary_loss_is_the_per_pixel_ce_averaged_per_sample() -> None:
     present = dict(batch.present)
     present["depth"] = torch.tensor([True, False, True, True, False, True])
     batch = batch.replace(present=present)
-    terms, output, _ = _step(method, map_encoders(), batch)
+    terms, output, _ = train_step(method, map_encoders(), batch)
     logits = output.extras[AUX_LOGITS].detach()
     expected = torch.zeros((), dtype=logits.dtype)
     for i, m in enumerate(SPEC.modalities):
@@ -158,7 +148,7 @@ def test_the_auxiliary_loss_is_the_per_pixel_ce_averaged_per_sample() -> None:
 def test_by_default_the_auxiliary_loss_is_taken_on_the_feature_grid() -> None:
     method = MWAM(SPEC, mode="loss")
     batch = _batch()
-    terms, output, _ = _step(method, map_encoders(), batch)
+    terms, output, _ = train_step(method, map_encoders(), batch)
     logits = output.extras[AUX_LOGITS].detach()
     assert logits.shape == (2, 6, 4, 4, 4)
     small = batch.target[:, ::4, ::4]  # nearest downsampling of 16x16 to 4x4
@@ -179,7 +169,7 @@ def test_a_batch_without_labelled_pixels_gives_finite_zero_auxiliary_loss() -> N
     method = MWAM(SPEC)
     batch = _batch()
     batch = batch.replace(target=torch.full_like(batch.target, IGNORE_INDEX))
-    terms, _, _ = _step(method, map_encoders(), batch)
+    terms, _, _ = train_step(method, map_encoders(), batch)
     assert float(terms["ce"].detach()) == 0.0 and float(terms["mwam_aux"].detach()) == 0.0
 
 
@@ -195,7 +185,7 @@ def test_absent_modalities_are_left_out_of_frm_and_the_auxiliary_loss() -> None:
     expected = torch.stack(
         [frm(batch.inputs[m], dropped.present[m], reduction="mean") for m in SPEC.modalities]
     )
-    terms, _, _ = _step(method, map_encoders(), batch)
+    terms, _, _ = train_step(method, map_encoders(), batch)
     assert set(terms) == {"ce", "mwam_aux"} and all(torch.isfinite(t) for t in terms.values())
     torch.testing.assert_close(method.frm_last, expected)
     # A modality absent from the presence mapping counts as present everywhere.
@@ -210,7 +200,7 @@ def test_feature_source_computes_frm_on_the_encoder_maps() -> None:
     method = MWAM(SPEC, mode="gradient", source="feature")
     encoders = map_encoders()
     batch = _batch()
-    _step(method, encoders, batch)
+    train_step(method, encoders, batch)
     expected = torch.stack(
         [frm(encoders[m](batch.inputs[m]), reduction="mean") for m in SPEC.modalities]
     )
@@ -224,7 +214,7 @@ def test_state_dict_round_trip_and_an_unchanged_inference_graph(name: str) -> No
     method = build_method(name, SPEC)
     encoders = map_encoders()
     for seed in range(2):
-        _step(method, encoders, _batch(seed))
+        train_step(method, encoders, _batch(seed))
     twin = build_method(name, SPEC)
     twin.load_state_dict(copy.deepcopy(method.state_dict()))
     for key in ("frm_bank", "frm_last", "ratio", "k", "steps"):
@@ -261,7 +251,7 @@ def test_training_on_synthetic_maps_lowers_the_loss() -> None:
     losses = []
     for _ in range(30):
         optimizer.zero_grad()
-        terms, _, _ = _step(method, encoders, batch)
+        terms, _, _ = train_step(method, encoders, batch)
         losses.append(float(terms["ce"].detach()))
         optimizer.step()
     assert losses[-1] < 0.5 * losses[0]

@@ -9,8 +9,17 @@ from pathlib import Path
 
 import pytest
 import torch
-from _segmentation import MODS, SPEC, check_weight_swaps, map_encoders, segmentation_batch
-from torch import Tensor, nn
+from _segmentation import (
+    MODS,
+    SPEC,
+    check_absent_features_ignored,
+    check_weight_swaps,
+    map_encoders,
+    segmentation_batch,
+    tiny_run,
+    train_step,
+)
+from torch import nn
 
 from robustfusion.errors import ConfigError
 from robustfusion.methods.base import MethodSpec, build_method, check_task_support
@@ -19,7 +28,6 @@ from robustfusion.modules.probabilistic import gaussian_kl
 from robustfusion.modules.segmentation_head import SegmentationHead
 from robustfusion.registry import DATASETS
 from robustfusion.tasks import IGNORE_INDEX
-from robustfusion.types import Batch, FusionOutput
 
 
 def _method(**options: object) -> ProbabilisticEmbeddingFusion:
@@ -27,17 +35,6 @@ def _method(**options: object) -> ProbabilisticEmbeddingFusion:
     method = build_method("pe", SPEC, {"pe": dict(options)})
     assert isinstance(method, ProbabilisticEmbeddingFusion)
     return method
-
-
-def _step(
-    method: ProbabilisticEmbeddingFusion, encoders: nn.ModuleDict, batch: Batch
-) -> tuple[dict[str, Tensor], FusionOutput]:
-    method.train()
-    batch = method.prepare_batch(batch, True)
-    output = method(method.encode(encoders, batch.inputs), batch.present)
-    terms = method.losses(output, batch)
-    sum(terms.values()).backward()
-    return terms, output
 
 
 def test_declared_for_segmentation_with_map_heads_and_the_task_head() -> None:
@@ -61,7 +58,7 @@ def test_a_training_step_segments(fusion: str, norm: str) -> None:
     torch.manual_seed(0)
     method = build_method("pe", spec, {"pe": {"norm": norm}})
     encoders = map_encoders()
-    terms, output = _step(method, encoders, segmentation_batch())
+    terms, output, _ = train_step(method, encoders, segmentation_batch())
     assert output.logits.shape == (6, 4, 16, 16)
     assert output.weights is not None and output.weights.shape == (6, 2)
     torch.testing.assert_close(output.weights.sum(1), torch.ones(6))
@@ -73,7 +70,7 @@ def test_a_training_step_segments(fusion: str, norm: str) -> None:
 
 def test_weights_are_per_sample_inverse_mean_variance_over_channels_and_positions() -> None:
     method = _method()
-    _, output = _step(method, map_encoders(), segmentation_batch())
+    _, output, _ = train_step(method, map_encoders(), segmentation_batch())
     variance = torch.stack(
         [output.extras[f"logvar/{m}"].detach().exp().mean(dim=(1, 2, 3)) for m in MODS], dim=1
     )
@@ -85,7 +82,7 @@ def test_weights_are_per_sample_inverse_mean_variance_over_channels_and_position
 def test_losses_are_the_per_pixel_ce_and_the_kl_over_the_whole_map() -> None:
     method = _method(kl_weight=0.5)
     batch = segmentation_batch()
-    terms, output = _step(method, map_encoders(), batch)
+    terms, output, _ = train_step(method, map_encoders(), batch)
     logits = output.logits.detach()
     valid = batch.target != IGNORE_INDEX
     pixel = torch.nn.functional.cross_entropy(logits, batch.target.clamp_max(3), reduction="none")
@@ -100,7 +97,7 @@ def test_losses_are_the_per_pixel_ce_and_the_kl_over_the_whole_map() -> None:
 def test_no_labelled_pixel_gives_a_finite_loss() -> None:
     batch = segmentation_batch()
     batch = batch.replace(target=torch.full_like(batch.target, IGNORE_INDEX))
-    terms, _ = _step(_method(), map_encoders(), batch)
+    terms, _, _ = train_step(_method(), map_encoders(), batch)
     assert float(terms["ce"].detach()) == 0.0 and bool(torch.isfinite(terms["kl"]))
 
 
@@ -111,17 +108,11 @@ def test_an_absent_modality_gets_weight_zero_and_cannot_change_the_prediction() 
     absent = torch.tensor([False, True, False, False, True, False])
     present = {"rgb": torch.ones(6, dtype=torch.bool), "depth": ~absent}
     batch = batch.replace(present=present)
-    terms, output = _step(method, encoders, batch)
+    terms, output, _ = train_step(method, encoders, batch)
     assert all(bool(torch.isfinite(t)) for t in terms.values())
     assert bool((output.weights[absent, 1] == 0).all())
     torch.testing.assert_close(output.weights.sum(1).detach(), torch.ones(6))
-    method.eval()
-    with torch.no_grad():
-        features = method.encode(encoders, batch.inputs)
-        first = method(features, present).logits
-        features["depth"] = features["depth"] + 5 * absent.view(-1, 1, 1, 1)
-        second = method(features, present).logits
-    torch.testing.assert_close(first, second)
+    check_absent_features_ignored(method, encoders, batch, present, absent)
 
 
 def test_one_present_sample_in_training_uses_the_running_statistics() -> None:
@@ -129,7 +120,7 @@ def test_one_present_sample_in_training_uses_the_running_statistics() -> None:
     batch = segmentation_batch()
     present = {"rgb": torch.ones(6, dtype=torch.bool), "depth": torch.zeros(6, dtype=torch.bool)}
     present["depth"][2] = True
-    terms, output = _step(method, map_encoders(), batch.replace(present=present))
+    terms, output, _ = train_step(method, map_encoders(), batch.replace(present=present))
     assert all(bool(torch.isfinite(t)) for t in terms.values())
     assert output.extras["mu/depth"].shape == (6, 8, 4, 4)
     assert bool((output.extras["mu/depth"][~present["depth"]] == 0).all())
@@ -137,18 +128,18 @@ def test_one_present_sample_in_training_uses_the_running_statistics() -> None:
 
 def test_uniform_twin_and_evaluation_swaps() -> None:
     twin = _method(weights="uniform")
-    _, output = _step(twin, map_encoders(), segmentation_batch())
+    _, output, _ = train_step(twin, map_encoders(), segmentation_batch())
     torch.testing.assert_close(output.weights, torch.full((6, 2), 0.5))
     method = _method()
     encoders = map_encoders()
-    _step(method, encoders, segmentation_batch())
+    train_step(method, encoders, segmentation_batch())
     check_weight_swaps(method, encoders)
 
 
 def test_state_dict_round_trip_gives_the_same_evaluation_outputs() -> None:
     method = _method()
     encoders = map_encoders()
-    _step(method, encoders, segmentation_batch())
+    train_step(method, encoders, segmentation_batch())
     copy = _method()
     copy.load_state_dict(method.state_dict())
     method.eval()
@@ -169,17 +160,8 @@ def test_vector_fusions_are_refused_on_maps() -> None:
 
 @pytest.mark.skipif("rgbd_scenes" not in DATASETS, reason="needs the rgbd_scenes dataset")
 def test_a_tiny_end_to_end_run_on_rgbd_scenes(tmp_path: Path) -> None:
-    from robustfusion.cli import main
-
     out = tmp_path / "run"
-    args = ["train", "--dataset", "rgbd_scenes", "--method", "pe", "--epochs", "2"]
-    for key, value in (("size", 16), ("train", 8), ("val", 4), ("test", 4)):
-        args += ["--dataset-option", f"{key}={value}"]
-    args += ["--encoder", "rgb=cnn", "--encoder", "depth=cnn", "--batch-size", "4"]
-    assert (
-        main([*args, "--feature-dim", "8", "--hidden-dim", "8", "--no-progress", "--out", str(out)])
-        == 0
-    )
+    assert tiny_run("pe", out) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["task"] == "segmentation" and 0.0 <= metrics["miou"] <= 1.0
     assert abs(sum(metrics["mean_weight"].values()) - 1.0) < 1e-5

@@ -11,8 +11,17 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from _segmentation import MODS, SPEC, check_weight_swaps, map_encoders, segmentation_batch
-from torch import Tensor, nn
+from _segmentation import (
+    MODS,
+    SPEC,
+    check_absent_features_ignored,
+    check_weight_swaps,
+    map_encoders,
+    segmentation_batch,
+    tiny_run,
+    train_step,
+)
+from torch import nn
 
 from robustfusion.errors import ConfigError
 from robustfusion.methods.base import MethodSpec, build_method, check_task_support
@@ -21,7 +30,7 @@ from robustfusion.modules.dependency import kept_norm_statistics
 from robustfusion.modules.segmentation_head import SegmentationHead
 from robustfusion.registry import DATASETS
 from robustfusion.tasks import IGNORE_INDEX
-from robustfusion.types import Batch, FusionOutput
+from robustfusion.types import Batch
 
 
 def _spec(**changes: object) -> MethodSpec:
@@ -33,17 +42,6 @@ def _method(spec: MethodSpec = SPEC, **options: object) -> UDML:
     method = build_method("udml", spec, {"udml": dict(options)})
     assert isinstance(method, UDML)
     return method
-
-
-def _step(
-    method: UDML, encoders: nn.ModuleDict, batch: Batch
-) -> tuple[dict[str, Tensor], FusionOutput, Batch]:
-    method.train()
-    batch = method.prepare_batch(batch, True)
-    output = method(method.encode(encoders, batch.inputs), batch.present)
-    terms = method.losses(output, batch)
-    sum(terms.values()).backward()
-    return terms, output, batch
 
 
 def test_declared_for_segmentation_keeping_maps_to_the_task_head() -> None:
@@ -83,7 +81,7 @@ def test_a_training_step_segments(options: dict, fusion: str) -> None:
     method = _method(_spec(fusion=fusion), **options)
     method.on_epoch_start(9, 10)  # the noisy, full-weights phase
     encoders = map_encoders()
-    terms, output, batch = _step(method, encoders, segmentation_batch())
+    terms, output, batch = train_step(method, encoders, segmentation_batch())
     assert output.logits.shape == (6, 4, 16, 16)
     assert output.unimodal_logits is not None
     assert all(output.unimodal_logits[m].shape == (6, 4, 16, 16) for m in MODS)
@@ -103,7 +101,7 @@ def test_a_training_step_segments(options: dict, fusion: str) -> None:
 def test_weights_and_dependency_are_per_sample_from_pixel_means() -> None:
     method = _method(per_sample_dependency=True)
     encoders = map_encoders()
-    _, output, _ = _step(method, encoders, segmentation_batch())
+    _, output, _ = train_step(method, encoders, segmentation_batch())
     alpha = output.extras["dependency"]
     uncertainty = output.extras["uncertainty"]
     assert alpha.shape == uncertainty.shape == (6, 2)
@@ -130,7 +128,7 @@ def test_weights_and_dependency_are_per_sample_from_pixel_means() -> None:
 
 def test_the_shared_alpha_is_the_pixel_mean_of_the_solo_logits() -> None:
     method = _method()
-    _, output, _ = _step(method, map_encoders(), segmentation_batch())
+    _, output, _ = train_step(method, map_encoders(), segmentation_batch())
     solo = torch.stack([output.unimodal_logits[m].detach() for m in MODS])
     expected = solo.abs().sum(2).mean(dim=(2, 3)).mean(1)
     torch.testing.assert_close(method.dependency.alpha, expected)
@@ -141,7 +139,7 @@ def test_unimodal_losses_are_the_task_loss_over_labelled_pixels_of_present_sampl
     batch = segmentation_batch()
     absent = torch.tensor([False, False, True, False, True, False])
     batch = batch.replace(present={"rgb": torch.ones(6, dtype=torch.bool), "depth": ~absent})
-    terms, output, batch = _step(method, map_encoders(), batch)
+    terms, output, batch = train_step(method, map_encoders(), batch)
     expected = torch.zeros(())
     for m in MODS:
         keep = batch.present[m].view(-1, 1, 1) & (batch.target != IGNORE_INDEX)
@@ -158,7 +156,7 @@ def test_unimodal_losses_are_the_task_loss_over_labelled_pixels_of_present_sampl
 def test_no_labelled_pixel_gives_finite_zero_task_losses() -> None:
     batch = segmentation_batch()
     batch = batch.replace(target=torch.full_like(batch.target, IGNORE_INDEX))
-    terms, _, _ = _step(_method(), map_encoders(), batch)
+    terms, _, _ = train_step(_method(), map_encoders(), batch)
     assert float(terms["ce"].detach()) == 0.0 and float(terms["unimodal_ce"].detach()) == 0.0
     assert all(bool(torch.isfinite(t)) for t in terms.values())
 
@@ -168,35 +166,28 @@ def test_an_absent_modality_gets_weight_zero_and_cannot_change_the_prediction() 
     encoders = map_encoders()
     absent = torch.tensor([False, True, False, False, True, False])
     present = {"rgb": torch.ones(6, dtype=torch.bool), "depth": ~absent}
-    terms, output, _ = _step(method, encoders, segmentation_batch().replace(present=present))
+    terms, output, _ = train_step(method, encoders, segmentation_batch().replace(present=present))
     assert all(bool(torch.isfinite(t)) for t in terms.values())
     assert bool((output.weights[absent, 1] == 0).all())
     assert bool((output.unimodal_logits["depth"][absent] == 0).all())
-    method.eval()
-    batch = segmentation_batch()
-    with torch.no_grad():
-        features = method.encode(encoders, batch.inputs)
-        first = method(features, present).logits
-        features["depth"] = features["depth"] + 5 * absent.view(-1, 1, 1, 1)
-        second = method(features, present).logits
-    torch.testing.assert_close(first, second)
+    check_absent_features_ignored(method, encoders, segmentation_batch(), present, absent)
 
 
 def test_uniform_twin_and_evaluation_swaps() -> None:
     twin = _method(weights="uniform")
-    _, output, _ = _step(twin, map_encoders(), segmentation_batch())
+    _, output, _ = train_step(twin, map_encoders(), segmentation_batch())
     torch.testing.assert_close(output.weights, torch.full((6, 2), 0.5))
     torch.testing.assert_close(output.extras["udml_weights"], torch.ones(6, 2))
     method = _method()
     encoders = map_encoders()
-    _step(method, encoders, segmentation_batch())
+    train_step(method, encoders, segmentation_batch())
     check_weight_swaps(method, encoders)
 
 
 def test_state_dict_round_trip_gives_the_same_evaluation_outputs() -> None:
     method = _method(coupling="decoupled")
     encoders = map_encoders()
-    _step(method, encoders, segmentation_batch())
+    train_step(method, encoders, segmentation_batch())
     copy = _method(coupling="decoupled")
     copy.load_state_dict(method.state_dict())
     torch.testing.assert_close(copy.dependency.alpha, method.dependency.alpha)
@@ -220,9 +211,9 @@ def test_measurement_passes_leave_the_heads_batchnorm_statistics_alone() -> None
     plain.load_state_dict(measured.state_dict())
     batch = segmentation_batch()
     torch.manual_seed(1)  # the same sampling noise in both
-    _step(measured, map_encoders(), batch)
+    train_step(measured, map_encoders(), batch)
     torch.manual_seed(1)
-    _step(plain, map_encoders(), batch)
+    train_step(plain, map_encoders(), batch)
     norm = measured.classifier.refine[1]
     assert norm.num_batches_tracked == 1
     torch.testing.assert_close(norm.running_mean, plain.classifier.refine[1].running_mean)
@@ -276,15 +267,8 @@ def test_injected_depth_noise_has_the_level_std() -> None:
 
 @pytest.mark.skipif("rgbd_scenes" not in DATASETS, reason="needs the rgbd_scenes dataset")
 def test_a_tiny_end_to_end_run_on_rgbd_scenes(tmp_path: Path) -> None:
-    from robustfusion.cli import main
-
     out = tmp_path / "run"
-    args = ["train", "--dataset", "rgbd_scenes", "--method", "udml", "--epochs", "2"]
-    for key, value in (("size", 16), ("train", 8), ("val", 4), ("test", 4)):
-        args += ["--dataset-option", f"{key}={value}"]
-    args += ["--encoder", "rgb=cnn", "--encoder", "depth=cnn", "--batch-size", "4"]
-    args += ["--feature-dim", "8", "--hidden-dim", "8", "--no-progress", "--out", str(out)]
-    assert main(args) == 0
+    assert tiny_run("udml", out) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["task"] == "segmentation" and 0.0 <= metrics["miou"] <= 1.0
     assert set(metrics["unimodal_miou"]) == set(MODS)

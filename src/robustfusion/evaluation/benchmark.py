@@ -617,7 +617,10 @@ def average_metrics(draws: Sequence[dict[str, Any]]) -> dict[str, Any]:
         return draws[0]
     out: dict[str, Any] = {"num_samples": draws[0].get("num_samples", "")}
     fields = [(k, v) for k, v in draws[0].items() if k != "num_samples"]
-    for key, first in sorted(fields, key=lambda kv: _AVERAGE_ORDER.index(type(kv[1]))):
+    # scalars first, then per-modality dicts, then per-class lists (a stable sort)
+    for key, first in sorted(
+        fields, key=lambda kv: (isinstance(kv[1], dict), isinstance(kv[1], list))
+    ):
         if isinstance(first, dict):  # mean weights, unimodal figures: per modality
             out[key] = {m: float(sum(d[key][m] for d in draws) / len(draws)) for m in first}
         elif isinstance(first, list):  # per-class figures
@@ -628,10 +631,6 @@ def average_metrics(draws: Sequence[dict[str, Any]]) -> dict[str, Any]:
             out[key] = float(sum(d[key] for d in draws) / len(draws))
     out["noise_draws"] = len(draws)
     return out
-
-
-#: The order of :func:`average_metrics`' fields by kind: scalars, per-modality dicts, lists.
-_AVERAGE_ORDER = (float, int, dict, list)
 
 
 def _has_dynamic_weights(variant: MethodVariant) -> bool:

@@ -413,21 +413,9 @@ class DMS(Method):
         extras: dict[str, Tensor] = {"shared": z_stack, "present": mask}
         if self.effective_weight_mode() == "learned":
             passes = self._encoder_passes(features, mc_features, encoded)
-            with self._signal_grad():
-                if self.mc_scope == "classifier":
-                    uncertainty = self._classifier_uncertainty(
-                        stacks, inputs, None if self.training else z_stack, mc_masks
-                    )
-                else:
-                    uncertainty = self._uncertainty(stacks, inputs, projections, passes, mc_masks)
-            signal_logits = logits.detach() if self.detach_signals else logits
-            confidence = torch.where(mask, CONFIDENCES[self.confidence_kind](signal_logits), zero)
-            uncertainty = torch.where(mask, uncertainty, zero)
-            if self.consistency_kind == "cosine":
-                signal_z = z_stack.detach() if self.detach_signals else z_stack
-                consistency = semantic_consistency(signal_z, mask)
-            else:
-                consistency = prediction_agreement(signal_logits, mask)
+            confidence, uncertainty, consistency = self._signals(
+                stacks, inputs, projections, z_stack, logits, mask, mc_masks, passes
+            )
             learned = self.scheduler(confidence, uncertainty, consistency, mask)
             extras.update(confidence=confidence, uncertainty=uncertainty, consistency=consistency)
             if self.training:
@@ -454,9 +442,11 @@ class DMS(Method):
         logits: Tensor,
         mask: Tensor,
         mc_masks: Mapping[str, HeadMasks] | None,
+        passes: Mapping[str, Tensor] | None = None,
     ) -> tuple[Tensor, Tensor, Tensor]:
         """``(confidence, uncertainty, consistency)`` ``[N, M]`` of the rows of the heads (``N``:
-        samples, or pixels on maps); absent rows 0 (``mc_scope`` classifier or head)."""
+        samples, or pixels on maps); absent rows 0. ``passes``: the encoder passes of
+        ``mc_scope`` ``encoder_top``/``encoder`` (vectors only)."""
         zero = torch.zeros((), dtype=z_stack.dtype, device=z_stack.device)
         with self._signal_grad():
             if self.mc_scope == "classifier":
@@ -464,7 +454,7 @@ class DMS(Method):
                     stacks, inputs, None if self.training else z_stack, mc_masks
                 )
             else:
-                uncertainty = self._uncertainty(stacks, inputs, projections, None, mc_masks)
+                uncertainty = self._uncertainty(stacks, inputs, projections, passes, mc_masks)
         signal_logits = logits.detach() if self.detach_signals else logits
         confidence = torch.where(mask, CONFIDENCES[self.confidence_kind](signal_logits), zero)
         uncertainty = torch.where(mask, uncertainty, zero)
