@@ -112,3 +112,32 @@ def test_cnn_runs_channels_last_with_the_default_layouts_values_and_state_dict()
         torch.testing.assert_close(encoder(x), expected, rtol=1e-5, atol=1e-5)
     spatial = SmallCNNEncoder((1, 20, 17), out_dim=16, width=8, spatial=True)
     assert spatial(x).is_contiguous()  # maps are handed on in the default layout
+
+
+@pytest.mark.parametrize(
+    ("name", "options", "shape"),
+    [
+        ("cnn", {}, (3, 64, 64)),
+        ("cnn", {}, (1, 6, 6)),  # too small for the last pooling
+        ("resnet18", {"output_stride": 32}, (3, 64, 64)),
+        ("resnet18", {"output_stride": 16}, (1, 64, 64)),
+        ("resnet18", {"output_stride": 8}, (3, 64, 64)),
+    ],
+)
+def test_the_pyramid_ends_in_the_spatial_output_and_has_the_stated_strides(
+    name: str, options: dict, shape: tuple[int, ...]
+) -> None:
+    from robustfusion.registry import ENCODERS
+
+    torch.manual_seed(0)
+    encoder = ENCODERS.get(name)(shape, out_dim=16, spatial=True, **options).eval()
+    x = torch.randn(2, *shape)
+    with torch.no_grad():
+        maps = encoder.forward_pyramid(x)
+        torch.testing.assert_close(maps[-1], encoder(x))
+    assert len(maps) == len(encoder.pyramid_channels) == len(encoder.pyramid_strides)
+    for feature, channels, stride in zip(
+        maps, encoder.pyramid_channels, encoder.pyramid_strides, strict=True
+    ):
+        assert feature.shape[1] == channels
+        assert feature.shape[-2:] == tuple(-(-side // stride) for side in shape[-2:])

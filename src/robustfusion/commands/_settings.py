@@ -18,6 +18,7 @@ from robustfusion.accepts import TEXT, Accepts, ArgType, PairType, choice
 from robustfusion.commands._options import flat_options, nested_options
 from robustfusion.errors import ConfigError
 from robustfusion.training.config import (
+    DECODERS,
     LIMITS,
     MAX_DEVICES,
     OPTIMIZERS,
@@ -131,6 +132,14 @@ SETTINGS: tuple[Setting, ...] = (
         "fusion head: concat, sum, attention or gated",
         "model",
         metavar="NAME",
+    ),
+    Setting(
+        "decoder",
+        "segmentation: 'head' (the head on the fused map) or 'skips' (plus class scores from "
+        "the encoders' finer maps, fused with the method's weights)",
+        "model",
+        metavar="NAME",
+        choices=DECODERS,
     ),
     Setting(
         "method_options",

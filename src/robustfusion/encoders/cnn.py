@@ -40,11 +40,15 @@ class SmallCNNEncoder(nn.Module):
         self.in_channels = channels_of(input_shape)
         self.out_dim = out_dim
         self.spatial = spatial
+        pools = (True, True, min(input_shape[-2:]) >= 8)
         self.features = nn.Sequential(
-            _block(self.in_channels, width, pool=True),
-            _block(width, width * 2, pool=True),
-            _block(width * 2, out_dim, pool=min(input_shape[-2:]) >= 8),
+            _block(self.in_channels, width, pool=pools[0]),
+            _block(width, width * 2, pool=pools[1]),
+            _block(width * 2, out_dim, pool=pools[2]),
         )
+        #: Channels and stride of each block's output (:meth:`forward_pyramid`).
+        self.pyramid_channels = (width, width * 2, out_dim)
+        self.pyramid_strides = tuple(2 ** sum(pools[: i + 1]) for i in range(3))
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.features.to(memory_format=torch.channels_last)
 
@@ -53,6 +57,18 @@ class SmallCNNEncoder(nn.Module):
             x = x.unsqueeze(1)
         maps = self.features(x.contiguous(memory_format=torch.channels_last))
         return maps.contiguous() if self.spatial else self.pool(maps).flatten(1)
+
+    def forward_pyramid(self, x: Tensor) -> list[Tensor]:
+        """The map after each block, shallow to deep (strides :attr:`pyramid_strides`); the last
+        is what :meth:`forward` returns with ``spatial=True``. For skip decoders."""
+        if x.dim() == 3:
+            x = x.unsqueeze(1)
+        maps, h = [], x.contiguous(memory_format=torch.channels_last)
+        for block in self.features:
+            h = block(h)
+            maps.append(h)
+        maps[-1] = maps[-1].contiguous()
+        return maps
 
     def split(self) -> list[Stage]:
         """One stage per conv block; the top is the last block and the global pooling."""

@@ -64,12 +64,13 @@ class ResNet18Encoder(nn.Module):
             nn.ReLU(),
             nn.MaxPool2d(3, 2, 1),
         )
-        stages, cin, reached, dilation = [], 64, 4, 1
+        stages, cin, reached, dilation, strides = [], 64, 4, 1, []
         for cout, stride in ((64, 1), (128, 2), (256, 2), (512, 2)):
             first_dilation = dilation
             if stride == 2 and reached >= output_stride:  # keep the resolution: dilate instead
                 stride, dilation = 1, dilation * 2
             reached *= stride
+            strides.append(reached)
             stages.append(
                 nn.Sequential(
                     BasicBlock(cin, cout, stride, first_dilation),
@@ -79,6 +80,10 @@ class ResNet18Encoder(nn.Module):
             cin = cout
         self.stages = nn.Sequential(*stages)
         self.project: nn.Module = nn.Identity() if out_dim == 512 else nn.Conv2d(512, out_dim, 1)
+        #: Channels and stride of each stage's output (:meth:`forward_pyramid`); the last is the
+        #: projected map.
+        self.pyramid_channels = (64, 128, 256, out_dim)
+        self.pyramid_strides = tuple(strides)
         self.pool = nn.AdaptiveAvgPool2d(1)
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
@@ -89,6 +94,18 @@ class ResNet18Encoder(nn.Module):
             x = x.unsqueeze(1)
         maps = self.project(self.stages(self.stem(x)))
         return maps if self.spatial else self.pool(maps).flatten(1)
+
+    def forward_pyramid(self, x: Tensor) -> list[Tensor]:
+        """The map after each of the four stages, shallow to deep (strides
+        :attr:`pyramid_strides`), the last one projected: it is what :meth:`forward` returns with
+        ``spatial=True``. For skip decoders."""
+        h = self.stem(x.unsqueeze(1) if x.dim() == 3 else x)
+        maps = []
+        for stage in self.stages:
+            h = stage(h)
+            maps.append(h)
+        maps[-1] = self.project(maps[-1])
+        return maps
 
     def split(self) -> list[Stage]:
         """Stem, the four stages, then the projection (1x1 conv) and pooling as the top; with

@@ -23,6 +23,7 @@ from robustfusion.encoders.base import default_encoder_name
 from robustfusion.errors import ConfigError, DataError
 from robustfusion.methods.base import MethodSpec, build_method, check_task_support
 from robustfusion.model import MultimodalModel
+from robustfusion.modules.skip_decoder import SkipScores
 from robustfusion.registry import ENCODERS, FUSIONS, METHODS, check_options
 from robustfusion.tasks import task_of
 from robustfusion.training.config import TrainConfig
@@ -187,4 +188,34 @@ def build_model(config: TrainConfig, info: DatasetInfo) -> MultimodalModel:
         target_shape=task.target_shape(input_shapes),
     )
     method = build_method(config.method, spec, config.method_options)
-    return MultimodalModel(encoders, method)
+    return MultimodalModel(encoders, method, build_decoder(config, info, encoders))
+
+
+def build_decoder(
+    config: TrainConfig, info: DatasetInfo, encoders: dict[str, nn.Module]
+) -> SkipScores | None:
+    """The skip scores of ``--decoder skips`` (``None`` for ``head``); refused in one line on a
+    task without maps or with an encoder that gives no finer maps."""
+    if config.decoder == "head":
+        return None
+    task = task_of(info.task)
+    if task.feature_kind != "map":
+        raise ConfigError(
+            f"--decoder {config.decoder} fuses finer feature maps, which {task.name} does not "
+            "use: drop --decoder (it applies to segmentation datasets)"
+        )
+    for m, encoder in encoders.items():
+        if not callable(getattr(encoder, "forward_pyramid", None)):
+            raise ConfigError(
+                f"--decoder {config.decoder}: the encoder of {m!r} ({type(encoder).__name__}) "
+                "gives no finer maps; use cnn or resnet18, or --decoder head"
+            )
+    try:
+        return SkipScores(
+            {m: e.pyramid_channels for m, e in encoders.items()},
+            {m: e.pyramid_strides for m, e in encoders.items()},
+            info.num_classes,
+            info.modality_names,
+        )
+    except ValueError as error:
+        raise ConfigError(f"--decoder {config.decoder}: {error}, or use --decoder head") from None

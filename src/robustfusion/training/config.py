@@ -26,6 +26,10 @@ OPTIMIZERS = ("adam", "adamw", "sgd")
 #: only epochs the method allows, e.g. UDML's full-weights phase), or the last epoch (what TMC's
 #: and UDML's released code report).
 SELECTIONS = ("best_val", "last")
+#: How a segmentation model turns the fused map into per-pixel logits: ``head``, the task's head
+#: on the fused map (one scale); ``skips``, plus class scores from the encoders' shallower maps,
+#: fused with the method's weights (FCN's skip architecture; docs/segmentation.md).
+DECODERS = ("head", "skips")
 #: Settings a method's recipe may not set: what to train on, which method, where, which seed.
 NOT_RECIPE = frozenset(
     {"dataset", "data", "data_root", "dataset_options", "modalities", "method", "method_options",
@@ -82,6 +86,7 @@ class TrainConfig:
     modalities: list[str] | None = None
     method: str = "static"
     fusion: str = "concat"
+    decoder: str = "head"
     method_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     encoders: dict[str, str] = field(default_factory=dict)
     encoder_options: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -244,6 +249,10 @@ class TrainConfig:
         if self.selection not in SELECTIONS:
             raise ConfigError(
                 f"unknown selection {self.selection!r}: choose one of {', '.join(SELECTIONS)}"
+            )
+        if self.decoder not in DECODERS:
+            raise ConfigError(
+                f"unknown decoder {self.decoder!r}: choose one of {', '.join(DECODERS)}"
             )
         if self.optimizer not in OPTIMIZERS:
             raise ConfigError(
