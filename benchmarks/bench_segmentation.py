@@ -11,7 +11,10 @@ figure is the ratio of median per-step times over blocks, the first block a warm
 and labels of that size (a step's cost does not depend on the values). Peak memory: each method
 trains a few steps alone in a fresh process (``ru_maxrss`` on CPU; on CUDA
 ``torch.cuda.max_memory_allocated``). On a GPU (``--device cuda``) ``--epoch`` times one epoch of
-``--epoch-samples`` samples in fp32 and bf16 (autocast) and reports samples/s.
+``--epoch-samples`` samples in fp32 and bf16 (autocast) and reports samples/s. ``--decoder
+skips`` builds every model with skip scores (docs/segmentation.md); a label ``NAME@head`` or
+``NAME@skips`` times one method with the other decoder (``static@head`` beside ``static`` gives
+the cost of the skips themselves).
 
     python benchmarks/bench_segmentation.py --size 64
     python benchmarks/bench_segmentation.py --size 240x320 --encoder resnet18 --output-stride 16 \\
@@ -72,7 +75,9 @@ def _data(size: tuple[int, int], count: int) -> DataSplits:
     return DataSplits(train, train, train, info)
 
 
-def _model(args: argparse.Namespace, method: str, info: DatasetInfo) -> MultimodalModel:
+def _model(args: argparse.Namespace, label: str, info: DatasetInfo) -> MultimodalModel:
+    """``label``: a method name, or ``NAME@DECODER`` to time it with another decoder."""
+    method, _, decoder = label.partition("@")
     options: dict[str, Any] = {"cnn": {"width": args.cnn_width}}
     if args.encoder == "resnet18":
         options = {"resnet18": {"output_stride": args.output_stride}}
@@ -83,6 +88,7 @@ def _model(args: argparse.Namespace, method: str, info: DatasetInfo) -> Multimod
         encoder_options=options,
         feature_dim=args.feature_dim,
         hidden_dim=args.hidden_dim,
+        decoder=decoder or args.decoder,
         out="unused",
     )
     torch.manual_seed(0)
@@ -145,6 +151,12 @@ def main() -> None:
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--encoder", default="cnn", choices=("cnn", "resnet18"))
     parser.add_argument("--output-stride", type=int, default=16)
+    parser.add_argument(
+        "--decoder",
+        default="head",
+        choices=("head", "skips"),
+        help="every method's decoder; a label NAME@head or NAME@skips overrides it",
+    )
     parser.add_argument("--cnn-width", type=int, default=32)
     parser.add_argument("--feature-dim", type=int, default=128)
     parser.add_argument("--hidden-dim", type=int, default=128)
@@ -183,6 +195,7 @@ def main() -> None:
         "data": splits.info.name,
         "encoder": args.encoder,
         "output_stride": args.output_stride if args.encoder == "resnet18" else 8,
+        "decoder": args.decoder,
         "batch_size": args.batch_size,
         "blocks_timed": args.blocks,
         "steps_per_block": args.steps,
