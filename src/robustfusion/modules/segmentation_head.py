@@ -2,9 +2,9 @@
 
 DeepLab-style (Chen et al., 2017, the head of DeepLabv3 without ASPP): a 3x3 convolution with
 BatchNorm and ReLU over the fused map, a 1x1 classifier, and bilinear upsampling of the logits to
-the target size. Chosen because robustfusion fuses at one scale (the encoders' last map, stride 8
-for ``cnn``, ``output_stride`` for ``resnet18``): an FPN or ESANet decoder needs fused skip maps at
-several scales, which the methods do not produce yet (docs/segmentation.md).
+the target size. It works on the one map the methods fuse (the encoders' last map, stride 8 for
+``cnn``, ``output_stride`` for ``resnet18``); finer scales are added to its logits outside the
+method by the skip scores of ``--decoder skips`` (:mod:`robustfusion.modules.skip_decoder`).
 """
 
 from __future__ import annotations
