@@ -372,3 +372,23 @@ def test_random_corruptions_average_over_noise_draws(tmp_path: Path) -> None:
               for s in (0, 1, 2)]  # fmt: skip
     assert rows[3][("gaussian", "all")] == pytest.approx(sum(single) / 3)
     assert rows[1][("gaussian", "all")] == pytest.approx(single[0])
+
+
+def test_the_decoder_setting_keeps_earlier_runs_valid_and_tells_skips_apart() -> None:
+    """``decoder: head`` hashes as configurations did before the setting existed, so earlier
+    run folders and results cells are reused; ``skips`` is another configuration."""
+    import hashlib
+    import json
+
+    from robustfusion.evaluation.benchmark import config_hash
+
+    head = TrainConfig(dataset="rgbd_scenes", out="x")
+    then = {
+        k: v
+        for k, v in head.resolved().to_dict().items()
+        if k not in ("out", "num_workers", "decoder")
+    }
+    text = json.dumps(then, sort_keys=True, default=str)
+    assert config_hash(head) == hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+    skips = TrainConfig(dataset="rgbd_scenes", out="x", decoder="skips")
+    assert config_hash(skips) != config_hash(head)

@@ -92,11 +92,18 @@ UNIMODAL_FILE = "unimodal_view.json"
 RUNS_DIR = "runs"
 #: Settings that do not change what a run computes (where it is written, how many loader workers).
 _UNHASHED = ("out", "num_workers")
+#: Settings added after run folders existed, at the value that behaves as before they existed:
+#: left out of the hash there, so that earlier runs and their results cells stay valid.
+_HASHED_UNLESS = {"decoder": "head"}
 
 
 def config_hash(config: TrainConfig) -> str:
     """A short hash of every setting of a resolved run configuration that changes its results."""
-    settings = {k: v for k, v in config.resolved().to_dict().items() if k not in _UNHASHED}
+    settings = {
+        k: v
+        for k, v in config.resolved().to_dict().items()
+        if k not in _UNHASHED and _HASHED_UNLESS.get(k, object()) != v
+    }
     text = json.dumps(settings, sort_keys=True, default=str)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
