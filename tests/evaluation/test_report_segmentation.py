@@ -305,3 +305,17 @@ def test_direction_of_a_lower_is_better_primary_metric() -> None:
     per = effects["m"][("gaussian", "all", 1.0)]
     assert per["delta_inf"] == pytest.approx({0: 0.05})
     assert per["headroom"] == pytest.approx({0: 0.05})
+
+
+def test_the_training_line_states_the_decoder_when_the_runs_used_skips() -> None:
+    from robustfusion.evaluation.report.tables import settings_used
+
+    run = {"fusion": "concat", "epochs": 20, "hidden_dim": 64}
+    skips = {
+        "runs": {f"{m}-s0": {"label": m, **run, "decoder": "skips"} for m in ("static", "udml")}
+    }
+    assert settings_used(skips)[0] == (
+        "Training, as the runs used it: fusion concat, decoder skips, epochs 20, hidden_dim 64."
+    )
+    head = {"runs": {"static-s0": {"label": "static", **run}}}  # head: not recorded (benchmark)
+    assert "decoder" not in settings_used(head)[0]

@@ -93,7 +93,8 @@ RUNS_DIR = "runs"
 #: Settings that do not change what a run computes (where it is written, how many loader workers).
 _UNHASHED = ("out", "num_workers")
 #: Settings added after run folders existed, at the value that behaves as before they existed:
-#: left out of the hash there, so that earlier runs and their results cells stay valid.
+#: left out of the hash there, so that earlier runs and their results cells stay valid, and out
+#: of the report's training settings (``decoder head`` says nothing on classification).
 _HASHED_UNLESS = {"decoder": "head"}
 
 
@@ -558,7 +559,11 @@ class Benchmark:
         used = TrainConfig.from_yaml(saved) if saved.is_file() else config.resolved()
         settings = used.to_dict()
         keep = ("method", "method_options", *TRAINING_SETTINGS, "seed")
-        summary = {k: settings[k] for k in keep if k in settings}
+        summary = {
+            k: settings[k]
+            for k in keep
+            if k in settings and _HASHED_UNLESS.get(k, object()) != settings[k]
+        }
         summary["modalities"] = settings.get("modalities")
         summary["config_hash"] = digest
         return summary

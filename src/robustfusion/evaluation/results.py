@@ -48,6 +48,7 @@ IDENTITY_COLUMNS = (
 #: Training settings a benchmark records per run and its report states, as the runs used them.
 TRAINING_SETTINGS = (
     "fusion",
+    "decoder",
     "epochs",
     "batch_size",
     "optimizer",
