@@ -1,5 +1,5 @@
-"""The packaged tables (satellite, dna_splice, spambase, german_credit, hcs_cells, wdbc): prepare
-from fixtures in each package's layout through the CLI, then load by name and as ``--data``."""
+"""The packaged tables (satellite, dna_splice, spambase, german_credit, hcs_cells, wdbc, letter,
+vehicle, pima_diabetes): prepare from fixtures in each package's layout through the CLI, then load by name and as ``--data``."""
 
 from __future__ import annotations
 
@@ -34,6 +34,9 @@ EXPECTED = {
     "german_credit": ({"numeric": 7, "categorical": 54}, 2),
     "hcs_cells": ({"body": 28, "stains": 28}, 2),
     "wdbc": ({"mean": 10, "error": 10, "worst": 10}, 2),
+    "letter": ({"box": 5, "moments": 7, "edges": 4}, 26),
+    "vehicle": ({"heuristic": 11, "moments": 7}, 4),
+    "pima_diabetes": ({"examination": 5, "history": 3}, 2),
 }
 #: Tables whose feature columns the package stores as factors with levels "0" and "1".
 FACTOR_FEATURES = {"dna_splice"}

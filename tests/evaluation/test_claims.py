@@ -459,23 +459,26 @@ def test_registry_description() -> None:
 
 
 def test_sensors_suite_halves_methods_and_seeds() -> None:
-    from robustfusion.evaluation.suite_definitions import SENSOR_DEVELOPMENT, SENSOR_EVALUATION
+    from robustfusion.evaluation.suite_definitions import (
+        SENSOR_DEVELOPMENT,
+        SENSOR_EVALUATION,
+        SENSOR_FRESH,
+    )
     from robustfusion.evaluation.variants import parse_variant
     from robustfusion.registry import DATASETS, METHODS
 
     suite = get_suite("sensors")
-    assert suite.name == "sensors" and len(suite.parts) == 6
+    assert suite.name == "sensors" and len(suite.parts) == 9
     halves = {
         g: [p.name for p in suite.parts if p.group == g] for g in {p.group for p in suite.parts}
     }
-    assert set(halves) == {"development", "evaluation"}
+    assert set(halves) == {"development", "evaluation", "fresh evaluation"}
     assert sorted(halves["development"]) == sorted(SENSOR_DEVELOPMENT)
     assert sorted(halves["evaluation"]) == sorted(SENSOR_EVALUATION)
-    assert len(SENSOR_DEVELOPMENT) == len(SENSOR_EVALUATION) == 3
-    assert not set(SENSOR_DEVELOPMENT) & set(SENSOR_EVALUATION)
-    assert {"satellite", "dna_splice", "spambase", "german_credit", "hcs_cells", "wdbc"} == {
-        p.train["dataset"] for p in suite.parts
-    }
+    assert sorted(halves["fresh evaluation"]) == sorted(SENSOR_FRESH)
+    assert len(SENSOR_DEVELOPMENT) == len(SENSOR_EVALUATION) == len(SENSOR_FRESH) == 3
+    every = [*SENSOR_DEVELOPMENT, *SENSOR_EVALUATION, *SENSOR_FRESH]
+    assert len(every) == len(set(every)) == len({p.train["dataset"] for p in suite.parts})
     for part in suite.parts:
         assert part.train["dataset"] in DATASETS and part.name == part.train["dataset"]
         assert DATASETS.description(part.name) in part.note

@@ -536,3 +536,23 @@ def test_evaluation_signals_do_not_depend_on_batching(trained_rule: DMS, scope: 
     first, dropped = method._pass_masks(heads, group, cpu)
     assert dropped is None
     assert not torch.equal(first[0], method._pass_masks(heads, group, cpu)[0][0])
+
+
+@pytest.mark.parametrize("width", [8, 32])
+def test_consistency_reduction_mean_is_the_sum_over_the_shared_width(width: int) -> None:
+    """``consistency_reduction=mean`` divides the squared distance by ``shared_dim`` exactly."""
+    x, y = _data(8, 0)
+    batch = Batch(x, _present(8), y, torch.arange(8))
+    terms = {}
+    for reduction in ("sum", "mean"):
+        torch.manual_seed(0)
+        method = DMS(_spec(), T=2, shared_dim=width, consistency_reduction=reduction).eval()
+        with torch.no_grad():
+            terms[reduction] = method.losses(method(x, _present(8)), batch)["weight_consistency"]
+    assert float(terms["sum"]) > 0
+    torch.testing.assert_close(terms["mean"], terms["sum"] / width)
+
+
+def test_an_unknown_consistency_reduction_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="consistency_reduction=sum or mean"):
+        DMS(_spec(), consistency_reduction="max")

@@ -208,3 +208,18 @@ def test_a_tiny_end_to_end_run_on_rgbd_scenes(tmp_path: Path) -> None:
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["task"] == "segmentation" and 0.0 <= metrics["miou"] <= 1.0
     assert abs(sum(metrics["mean_weight"].values()) - 1.0) < 1e-5
+
+
+def test_consistency_reduction_mean_divides_the_map_loss_by_the_channels() -> None:
+    batch = segmentation_batch()
+    terms = {}
+    for reduction in ("sum", "mean"):
+        torch.manual_seed(0)
+        method = _method(consistency_reduction=reduction)
+        terms[reduction], _, _ = train_step(method, map_encoders(), batch)
+    channels = method.shared_dim
+    assert float(terms["sum"]["weight_consistency"].detach()) > 0
+    torch.testing.assert_close(
+        terms["mean"]["weight_consistency"].detach(),
+        terms["sum"]["weight_consistency"].detach() / channels,
+    )

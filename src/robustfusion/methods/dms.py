@@ -23,6 +23,10 @@ MLP) [paper], the fused embedding ``z = Σ_m w_m z_m`` is classified, and traini
 
 (the Modality Weight Consistency Loss [paper] with a stop-gradient on ``w``, applied to the ``w``
 inside ``z`` as well, so this term moves the embeddings and never the scheduler).
+``consistency_reduction`` says how ``‖z − z_m‖²`` runs over the ``shared_dim`` coordinates:
+``sum`` (the squared norm, the paper's literal form) or ``mean`` (the same divided by
+``shared_dim``, so that λ means the same at any width) [ours]; docs/dms.md, "The
+weight-consistency loss costs accuracy and robustness", has why.
 
 Decisions where the paper is silent [ours]:
 
@@ -124,6 +128,8 @@ _HASH_RANGE = 1 << 31
 MC_SCOPES = ("classifier", "head", "encoder_top", "encoder")
 #: Scopes whose passes start from the encoders' outputs (no ``encode`` step needed).
 _HEAD_SCOPES = ("classifier", "head")
+#: How the weight-consistency loss runs over the shared coordinates.
+CONSISTENCY_REDUCTIONS = ("sum", "mean")
 
 
 @dataclass(frozen=True)
@@ -159,7 +165,8 @@ class DMS(Method):
     ``mc_dropout`` (0.1), ``mc_scope`` ("classifier" | "head" | "encoder_top" | "encoder"),
     ``confidence``
     ("entropy" | "normalised"), ``consistency`` ("cosine" | "agreement"), ``a``, ``b``, ``g``,
-    ``tau`` (1), ``consistency_weight`` λ (0.1), ``unimodal_weight`` (1), ``shared_dim`` (default
+    ``tau`` (1), ``consistency_weight`` λ (0.1), ``consistency_reduction`` ("sum" | "mean"),
+    ``unimodal_weight`` (1), ``shared_dim`` (default
     ``hidden_dim``), ``scheduler_hidden`` (64), ``detach_signals`` (True), ``weights``
     ("learned" | "uniform": the uniform twin), ``train_noise`` (0: off), ``train_noise_p`` (0.5),
     ``seed`` (seeds the training noise; default: the run's ``--seed``).
@@ -198,6 +205,7 @@ class DMS(Method):
         g: float = 1.0,
         tau: float = 1.0,
         consistency_weight: float = 0.1,
+        consistency_reduction: str = "sum",
         unimodal_weight: float = 1.0,
         shared_dim: int | None = None,
         scheduler_hidden: int = 64,
@@ -234,6 +242,11 @@ class DMS(Method):
             )
         if float(tau) <= 0.0:
             raise ConfigError(f"dms: tau={tau} must be > 0, e.g. dms.tau=1")
+        if consistency_reduction not in CONSISTENCY_REDUCTIONS:
+            raise ConfigError(
+                f"dms: unknown consistency_reduction {consistency_reduction!r}; use "
+                "dms.consistency_reduction=sum or mean"
+            )
         if consistency_weight < 0 or unimodal_weight < 0:
             raise ConfigError("dms: consistency_weight and unimodal_weight must be >= 0")
         if float(train_noise) < 0 or not 0.0 <= float(train_noise_p) <= 1.0:
@@ -256,6 +269,7 @@ class DMS(Method):
         self.confidence_kind = confidence
         self.consistency_kind = consistency
         self.consistency_weight = float(consistency_weight)
+        self.consistency_reduction = consistency_reduction
         self.unimodal_weight = float(unimodal_weight)
         self.detach_signals = bool(detach_signals)
         self.shared_dim = int(shared_dim or spec.hidden_dim)
@@ -686,13 +700,20 @@ class DMS(Method):
         weights = output.weights.detach()
         shared = output.extras["shared"] * mask.unsqueeze(-1).to(output.extras["shared"].dtype)
         fused = (weights.unsqueeze(-1) * shared).sum(dim=1, keepdim=True)
-        distance = (fused - shared).pow(2).sum(-1)
+        distance = self._squared_distance((fused - shared).pow(2), dim=-1)
         consistency = (weights * distance).sum(dim=1).mean()
         return {
             "ce": F.cross_entropy(output.logits, target),
             "unimodal_ce": self.unimodal_weight * unimodal,
             "weight_consistency": self.consistency_weight * consistency,
         }
+
+    def _squared_distance(self, squares: Tensor, dim: int) -> Tensor:
+        """``‖z − z_m‖²`` from the squared differences: their sum over the shared coordinates
+        (``consistency_reduction="sum"``) or their mean (``"mean"``)."""
+        if self.consistency_reduction == "mean":
+            return squares.mean(dim)
+        return squares.sum(dim)
 
     def _map_losses(self, output: FusionOutput, batch: Batch) -> dict[str, Tensor]:
         """Segmentation: the task's per-pixel losses (a modality's over the labelled pixels of the
@@ -711,7 +732,7 @@ class DMS(Method):
         shared = output.extras["shared"]
         shared = shared * mask.view(*mask.shape, 1, 1, 1).to(shared.dtype)
         fused = (weights * shared).sum(dim=1, keepdim=True)
-        distance = (fused - shared).pow(2).sum(2).flatten(2).mean(-1)  # [B, M]
+        distance = self._squared_distance((fused - shared).pow(2), dim=2).flatten(2).mean(-1)
         consistency = (output.weights.detach() * distance).sum(dim=1).mean()
         return {
             "ce": self.task.loss(output.logits, target),

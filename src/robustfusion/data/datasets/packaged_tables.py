@@ -1,6 +1,6 @@
 """Real multi-view tables read from files that software packages install (R data packages of
 Debian, scikit-learn): ``satellite``, ``dna_splice``, ``spambase``, ``german_credit``,
-``hcs_cells``, ``wdbc``.
+``hcs_cells``, ``wdbc``, ``letter``, ``vehicle``, ``pima_diabetes``.
 
 Each dataset is one :class:`TableSpec` holding all its facts; from each, this module registers a
 ``robustfusion prepare NAME`` step and a dataset ``NAME``. ``prepare`` reads the package's file
@@ -202,6 +202,27 @@ _WDBC_FEATURES = (
     *(f"worst {m}" for m in _WDBC_MEASURES),
 )
 
+_LETTER_BOX = ("x.box", "y.box", "width", "high", "onpix")
+_LETTER_MOMENTS = ("x.bar", "y.bar", "x2bar", "y2bar", "xybar", "x2ybr", "xy2br")
+_LETTER_EDGES = ("x.ege", "xegvy", "y.ege", "yegvx")
+#: Siebert's "heuristic measures" (compactness, circularity, rectangularity, hollows, ratios).
+_VEHICLE_HEURISTIC = (
+    "Comp", "Circ", "D.Circ", "Rad.Ra", "Pr.Axis.Ra", "Max.L.Ra", "Scat.Ra", "Elong",
+    "Pr.Axis.Rect", "Max.L.Rect", "Holl.Ra",
+)  # fmt: skip
+#: Siebert's "classical moment based measures" about the major and minor axes.
+_VEHICLE_MOMENTS = (
+    "Sc.Var.Maxis", "Sc.Var.maxis", "Ra.Gyr", "Skew.Maxis", "Skew.maxis", "Kurt.maxis",
+    "Kurt.Maxis",
+)  # fmt: skip
+_VEHICLE_COLUMNS = (
+    "Comp", "Circ", "D.Circ", "Rad.Ra", "Pr.Axis.Ra", "Max.L.Ra", "Scat.Ra", "Elong",
+    "Pr.Axis.Rect", "Max.L.Rect", "Sc.Var.Maxis", "Sc.Var.maxis", "Ra.Gyr", "Skew.Maxis",
+    "Skew.maxis", "Kurt.maxis", "Kurt.Maxis", "Holl.Ra", "Class",
+)  # fmt: skip
+_PIMA_EXAMINATION = ("glucose", "pressure", "triceps", "insulin", "mass")
+_PIMA_HISTORY = ("pregnant", "pedigree", "age")
+
 SPECS: tuple[TableSpec, ...] = (
     TableSpec(
         name="satellite",
@@ -387,6 +408,104 @@ SPECS: tuple[TableSpec, ...] = (
         "CC BY 4.0",
         install="pip download scikit-learn --no-deps, then pass --raw WHEEL (or pip install "
         "scikit-learn)",
+    ),
+    TableSpec(
+        name="letter",
+        description="Frey & Slate letter images: box vs moment vs edge features, 26 classes, 20000 samples",
+        source="r",
+        package="mlbench",
+        member="data/LetterRecognition.rda",
+        object_name="LetterRecognition",
+        columns=("lettr", *_LETTER_BOX, *_LETTER_MOMENTS, *_LETTER_EDGES),
+        target="lettr",
+        class_names=tuple("ABCDEFGHIJKLMNOPQRSTUVWXYZ"),
+        views=(
+            View("box", Columns(_LETTER_BOX), "bounding box position, size and pixel count, 0-15"),
+            View(
+                "moments",
+                Columns(_LETTER_MOMENTS),
+                "means and 2nd/3rd-order moments of the on pixels, 0-15",
+            ),
+            View("edges", Columns(_LETTER_EDGES), "edge counts and their correlations, 0-15"),
+        ),
+        rows=20000,
+        split=SplitRule(
+            "rows",
+            train_rows=16000,
+            note="UCI's documentation of Letter Recognition: train on the first 16000 items, "
+            "test on the remaining 4000",
+        ),
+        drop=(),
+        licence="mlbench (GPL-2); data: UCI Letter Recognition (Frey and Slate 1991), CC BY 4.0",
+        install=_MLBENCH,
+    ),
+    TableSpec(
+        name="vehicle",
+        description="Siebert vehicle silhouettes: heuristic vs moment features, 4 classes, 846 samples",
+        source="r",
+        package="mlbench",
+        member="data/Vehicle.rda",
+        object_name="Vehicle",
+        columns=_VEHICLE_COLUMNS,
+        target="Class",
+        class_names=("bus", "opel", "saab", "van"),
+        views=(
+            View(
+                "heuristic",
+                Columns(_VEHICLE_HEURISTIC),
+                "compactness, circularity, rectangularity, hollows and aspect ratios (11)",
+            ),
+            View(
+                "moments",
+                Columns(_VEHICLE_MOMENTS),
+                "scaled variance, radius of gyration, skewness and kurtosis about the axes (7)",
+            ),
+        ),
+        rows=846,
+        split=SplitRule(),
+        drop=(),
+        licence="mlbench (GPL-2); data: UCI Statlog (Vehicle Silhouettes), Turing Institute, "
+        "CC BY 4.0",
+        install=_MLBENCH,
+    ),
+    TableSpec(
+        name="pima_diabetes",
+        description="Pima Indians diabetes: examination vs history, 2 classes, 768 samples",
+        source="r",
+        package="mlbench",
+        member="data/PimaIndiansDiabetes.rda",
+        object_name="PimaIndiansDiabetes",
+        columns=(
+            "pregnant",
+            "glucose",
+            "pressure",
+            "triceps",
+            "insulin",
+            "mass",
+            "pedigree",
+            "age",
+            "diabetes",
+        ),  # fmt: skip
+        target="diabetes",
+        class_names=("neg", "pos"),
+        views=(
+            View(
+                "examination",
+                Columns(_PIMA_EXAMINATION),
+                "glucose, blood pressure, skin fold, insulin, body mass index (0 where missing)",
+            ),
+            View(
+                "history",
+                Columns(_PIMA_HISTORY),
+                "pregnancies, diabetes pedigree function, age",
+            ),
+        ),
+        rows=768,
+        split=SplitRule(),
+        drop=(),
+        licence="mlbench (GPL-2); data: UCI Pima Indians Diabetes, National Institute of "
+        "Diabetes and Digestive and Kidney Diseases",
+        install=_MLBENCH,
     ),
 )
 
