@@ -322,28 +322,47 @@ def test_claim_table_lines(tmp_path: Path) -> None:
         "p < 0.05); under gaussian noise on `each` (every sample and modality with p = 0.5) and "
         "on one modality at a time, averaged over the grid's non-zero severities, with the "
         "number of severities at which the method's mean is ahead. Meets: clean Δ ≥ −0.01 and "
-        "ahead on `each` and on every modality.",
+        "ahead on `each` and on every modality. Weights vs twin: the method − its uniform twin "
+        "under gaussian noise on `each` (– where no twin ran).",
         "",
         "| method | clean Δ | gaussian `each`: Δ (ahead at) | gaussian on a: Δ (ahead at) | "
-        "gaussian on b: Δ (ahead at) | meets |",
-        "|---|---|---|---|---|---|",
+        "gaussian on b: Δ (ahead at) | meets | weights vs twin |",
+        "|---|---|---|---|---|---|---|",
         "| udml | -0.010 ± 0.008 † | +0.020 ± 0.008 † (3/3) | +0.050 ± 0.008 (3/3) | "
-        "+0.010 ± 0.008 † (2/3) | yes |",
+        "+0.010 ± 0.008 † (2/3) | yes | – |",
         "| dms | -0.011 ± 0.001 | +0.030 ± 0.008 (3/3) | +0.020 ± 0.008 † (3/3) | "
-        "+0.040 ± 0.008 (3/3) | **no** |",
+        "+0.040 ± 0.008 (3/3) | **no** | – |",
         "| gated | +0.010 ± 0.008 † | +0.010 ± 0.008 † (3/3) | +0.020 ± 0.008 † (3/3) | "
-        "– (0/3) | **no** |",
+        "– (0/3) | **no** | – |",
         "",
     ]
     ev = Folder.read(_folder(tmp_path / "eval", EVAL, "toy_eval"))
     assert claim_table(ev, ["gated"])[2:] == [
         "| method | clean Δ | gaussian `each`: Δ (ahead at) | gaussian on a: Δ (ahead at) | "
-        "gaussian on b: Δ (ahead at) | meets |",
-        "|---|---|---|---|---|---|",
+        "gaussian on b: Δ (ahead at) | meets | weights vs twin |",
+        "|---|---|---|---|---|---|---|",
         "| gated | +0.010 ± 0.008 † | -0.010 ± 0.008 † (1/3) | +0.010 ± 0.008 † (3/3) | "
-        "+0.020 ± 0.008 † (3/3) | **no** |",
+        "+0.020 ± 0.008 † (3/3) | **no** | – |",
         "",
     ]
+
+
+def test_the_weights_gain_over_the_uniform_twin_is_shown_where_the_twin_ran(
+    tmp_path: Path,
+) -> None:
+    # the twin: udml's clean figures, static's figures under noise (no gain of its own)
+    specs = {**DEV, "udml~uniform": {**DEV["udml"], "each": ((0.0, 0.0, 0.0), NONE)}}
+    methods = (*METHODS, "udml~uniform")
+    folder = Folder.read(_folder(tmp_path / "dev", specs, "toy_dev", methods=methods))
+    rows = {r.method: r for r in claim_rows(folder, ["udml", "dms"])}
+    gain = rows["udml"].weights_gain
+    assert gain is not None and gain.by_seed == pytest.approx({0: 0.02, 1: 0.03, 2: 0.01})
+    assert rows["dms"].weights_gain is None  # no dms~uniform in the folder
+    table = claim_table(folder, ["udml", "dms"])
+    assert table[-3].startswith("| udml |") and table[-3].endswith("| yes | +0.020 ± 0.008 † |")
+    assert table[-2].startswith("| dms |") and table[-2].endswith("| **no** | – |")
+    summary = claim_summary([("toy_dev", "development", folder, ["udml", "dms"])])
+    assert summary[2].endswith("| yes | +0.020 ± 0.008 † |")
 
 
 def test_claim_summary_over_two_folders_with_groups(tmp_path: Path) -> None:
@@ -358,21 +377,21 @@ def test_claim_summary_over_two_folders_with_groups(tmp_path: Path) -> None:
     # the worst single modality never is `each`, and a modality without result (gated on b in
     # toy_dev, nan) is the worst: shown as "–", not hidden behind a (smaller) number
     assert lines == [
-        "| dataset | half | method | static clean | clean Δ | gaussian `each`: Δ | worst single "
-        "modality under gaussian: Δ | meets |",
-        "|---|---|---|---|---|---|---|---|",
+        "| dataset | group | method | static clean | clean Δ | gaussian `each`: Δ | worst single "
+        "modality under gaussian: Δ | meets | weights vs twin (`each`) |",
+        "|---|---|---|---|---|---|---|---|---|",
         "| toy_dev | development | udml | 0.910 | -0.010 ± 0.008 † | +0.020 ± 0.008 † | "
-        "+0.010 ± 0.008 † (b) | yes |",
+        "+0.010 ± 0.008 † (b) | yes | – |",
         "| toy_dev | development | dms | 0.910 | -0.011 ± 0.001 | +0.030 ± 0.008 | "
-        "+0.020 ± 0.008 † (a) | **no** |",
+        "+0.020 ± 0.008 † (a) | **no** | – |",
         "| toy_dev | development | gated | 0.910 | +0.010 ± 0.008 † | +0.010 ± 0.008 † | – (b) "
-        "| **no** |",
+        "| **no** | – |",
         "| toy_eval | – | dms | 0.910 | 0.000 ± 0.000 † | +0.020 ± 0.008 † | 0.000 ± 0.000 † (b) "
-        "| **no** |",
+        "| **no** | – |",
         "| toy_eval | – | udml | 0.910 | +0.010 ± 0.008 † | +0.040 ± 0.008 | -0.010 ± 0.008 † (b) "
-        "| **no** |",
+        "| **no** | – |",
         "| toy_eval | – | gated | 0.910 | +0.010 ± 0.008 † | -0.010 ± 0.008 † | "
-        "+0.010 ± 0.008 † (a) | **no** |",
+        "+0.010 ± 0.008 † (a) | **no** | – |",
         "",
     ]
 
@@ -396,16 +415,17 @@ def test_results_page_has_the_summary_and_a_table_per_part(tmp_path: Path) -> No
     text = page.read_text()
     summary = text.split("## Robust without a clean cost?")[1].split("\n## ")[0]
     assert (
-        "| dataset | half | method | static clean | clean Δ | gaussian `each`: Δ | worst single "
-        "modality under gaussian: Δ | meets |\n|---|---|---|---|---|---|---|---|\n"
+        "| dataset | group | method | static clean | clean Δ | gaussian `each`: Δ | worst single "
+        "modality under gaussian: Δ | meets | weights vs twin (`each`) |\n"
+        "|---|---|---|---|---|---|---|---|---|\n"
         "| toy_dev | development | udml | 0.910 | -0.010 ± 0.008 † | +0.020 ± 0.008 † | "
-        "+0.010 ± 0.008 † (b) | yes |\n"
+        "+0.010 ± 0.008 † (b) | yes | – |\n"
         "| toy_dev | development | dms | 0.910 | -0.011 ± 0.001 | +0.030 ± 0.008 | "
-        "+0.020 ± 0.008 † (a) | **no** |\n"
+        "+0.020 ± 0.008 † (a) | **no** | – |\n"
         "| toy_eval | evaluation | udml | 0.910 | +0.010 ± 0.008 † | +0.040 ± 0.008 | "
-        "-0.010 ± 0.008 † (b) | **no** |\n"
+        "-0.010 ± 0.008 † (b) | **no** | – |\n"
         "| toy_eval | evaluation | dms | 0.910 | 0.000 ± 0.000 † | +0.020 ± 0.008 † | "
-        "0.000 ± 0.000 † (b) | **no** |\n"
+        "0.000 ± 0.000 † (b) | **no** | – |\n"
     ) in summary
     assert "toy_bare" not in summary and "toy_plain" not in summary
     assert text.index("## Robust without a clean cost?") < text.index("## toy_dev")
@@ -413,20 +433,20 @@ def test_results_page_has_the_summary_and_a_table_per_part(tmp_path: Path) -> No
     assert set(sections) == {
         "Robust without a clean cost?", "toy_dev", "toy_eval", "toy_bare", "toy_plain"
     }  # fmt: skip
-    assert "Half of the suite: **development**." in sections["toy_dev"]
-    assert "Half of the suite: **evaluation**." in sections["toy_eval"]
-    assert "Half of the suite" not in sections["toy_plain"]
+    assert "Group of the suite: **development**." in sections["toy_dev"]
+    assert "Group of the suite: **evaluation**." in sections["toy_eval"]
+    assert "Group of the suite" not in sections["toy_plain"]
     assert (
         "| method | clean Δ | gaussian `each`: Δ (ahead at) | gaussian on a: Δ (ahead at) | "
-        "gaussian on b: Δ (ahead at) | meets |"
+        "gaussian on b: Δ (ahead at) | meets | weights vs twin |"
     ) in sections["toy_dev"]
     assert (
         "| udml | -0.010 ± 0.008 † | +0.020 ± 0.008 † (3/3) | +0.050 ± 0.008 (3/3) | "
-        "+0.010 ± 0.008 † (2/3) | yes |"
+        "+0.010 ± 0.008 † (2/3) | yes | – |"
     ) in sections["toy_dev"]
     assert (
         "| dms | 0.000 ± 0.000 † | +0.020 ± 0.008 † (3/3) | +0.030 ± 0.008 (3/3) | "
-        "0.000 ± 0.000 † (0/3) | **no** |"
+        "0.000 ± 0.000 † (0/3) | **no** | – |"
     ) in sections["toy_eval"]
     # gated is in the benchmarks but compared in no part: in no claim table, no summary row
     assert "gated" not in summary

@@ -243,7 +243,7 @@ def test_segmentation_claims_use_miou(tmp_path: Path) -> None:
     # (whether a constant difference is "significant" depends on float rounding: † left out)
     assert lines[4].replace(" †", "") == (
         "| udml | +0.020 ± 0.000 | +0.095 ± 0.000 (2/2) | +0.095 ± 0.000 (2/2) | "
-        "+0.095 ± 0.000 (2/2) | yes |"
+        "+0.095 ± 0.000 (2/2) | yes | +0.020 ± 0.000 |"
     )
 
 

@@ -7,7 +7,10 @@ A method *meets* the claim on a benchmark folder when its mean clean figure is a
 :data:`CLEAN_TOLERANCE` worse than static's and its figure under the corruption is better than
 static's, averaged over the grid's non-zero severities, for target ``each`` (every sample and
 modality corrupted with p = 0.5) and for every modality corrupted alone. The
-tables give the numbers behind the verdict, with the paired t-test of each difference.
+tables give the numbers behind the verdict, with the paired t-test of each difference, and, where
+the method's uniform twin (``METHOD~uniform``) was run, what the learned weights add over it under
+``each``: a method can meet the claim with weights that do nothing, and the verdict alone would
+not say so.
 """
 
 from __future__ import annotations
@@ -16,10 +19,11 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from robustfusion.evaluation.report.reading import Folder
+from robustfusion.evaluation.report.reading import Folder, Results
 from robustfusion.evaluation.report.statistics import ALPHA, mean_std, paired_p_value
 from robustfusion.evaluation.report.tables import compact_digits, number
 from robustfusion.evaluation.results import CLEAN
+from robustfusion.evaluation.variants import TWIN_SUFFIX
 
 #: Clean figure (of the primary metric) a robust method may give up to static and still meet the
 #: claim (1 point).
@@ -64,6 +68,8 @@ class ClaimRow:
     ahead_at: dict[str, tuple[int, int]]
     #: the primary metric's direction: ``False`` when a lower figure is better
     higher_is_better: bool = True
+    #: method − its uniform twin under ``each`` (mean over non-zero severities), when the twin ran
+    weights_gain: Difference | None = None
 
     @property
     def meets(self) -> bool:
@@ -103,16 +109,18 @@ def claim_rows(
             }
         )
 
-    def noisy(method: str, modality: str, severity: float) -> dict[int, float]:
+    def noisy(
+        method: str, modality: str, severity: float, source: Results = results
+    ) -> dict[int, float]:
         return _finite(
             {
-                s: results.value(method, s, corruption, modality, severity, metric.name)
-                for s in results.seeds_of(method)
+                s: source.value(method, s, corruption, modality, severity, metric.name)
+                for s in source.seeds_of(method)
             }
         )
 
-    def averaged(method: str, modality: str) -> dict[int, float]:
-        per = [noisy(method, modality, v) for v in severities]
+    def averaged(method: str, modality: str, source: Results = results) -> dict[int, float]:
+        per = [noisy(method, modality, v, source) for v in severities]
         seeds = set.intersection(*(set(p) for p in per)) if per else set()
         return {s: sum(p[s] for p in per) / len(per) for s in sorted(seeds)}
 
@@ -142,8 +150,12 @@ def claim_rows(
                         wins += 1
             ahead[modality] = (wins, len(severities))
         difference = _difference(clean(method), static_clean)
+        twin = method + TWIN_SUFFIX
+        gain = None
+        if twin in folder.twins.methods and averaged(twin, EACH, folder.twins):
+            gain = _difference(averaged(method, EACH), averaged(twin, EACH, folder.twins))
         rows.append(
-            ClaimRow(method, static_clean, difference, noise, ahead, metric.higher_is_better)
+            ClaimRow(method, static_clean, difference, noise, ahead, metric.higher_is_better, gain)
         )
     return rows
 
@@ -170,12 +182,13 @@ def claim_table(folder: Folder, methods: Sequence[str], corruption: str = "gauss
         "on `each` (every sample and modality with p = 0.5) and on one modality at a time, "
         "averaged over the grid's non-zero severities, with the number of severities at which "
         f"the method's mean is ahead. Meets: {clean_rule} and ahead on `each` "
-        "and on every modality.",
+        "and on every modality. Weights vs twin: the method − its uniform twin under "
+        f"{corruption} noise on `each` (– where no twin ran).",
         "",
         "| method | clean Δ | "
         + " | ".join(_heading(corruption, m) for m in modalities)
-        + " | meets |",
-        "|---|---|" + "---|" * len(modalities) + "---|",
+        + " | meets | weights vs twin |",
+        "|---|---|" + "---|" * len(modalities) + "---|---|",
     ]
     for row in rows:
         cells = [
@@ -187,9 +200,13 @@ def claim_table(folder: Folder, methods: Sequence[str], corruption: str = "gauss
         lines.append(
             f"| {row.method} | {row.clean.cell(digits)} | "
             + " | ".join(cells)
-            + f" | {'yes' if row.meets else '**no**'} |"
+            + f" | {'yes' if row.meets else '**no**'} | {_gain_cell(row, digits)} |"
         )
     return lines + [""]
+
+
+def _gain_cell(row: ClaimRow, digits: int) -> str:
+    return row.weights_gain.cell(digits) if row.weights_gain is not None else "–"
 
 
 def _sortable(mean: float, higher_is_better: bool = True) -> float:
@@ -209,17 +226,17 @@ def claim_summary(
     parts: Sequence[tuple[str, str, Folder, Sequence[str]]], corruption: str = "gaussian"
 ) -> list[str]:
     """One table over several folders ``(title, group, folder, methods)``: per dataset and
-    method, the clean Δ, the noise Δ on ``each`` and the smallest single-modality noise Δ, and
-    whether the claim is met."""
+    method, the clean Δ, the noise Δ on ``each`` and the smallest single-modality noise Δ,
+    whether the claim is met, and the weights' gain over the uniform twin."""
     entries = [
         (t, g, f.results.primary, r) for t, g, f, ms in parts for r in claim_rows(f, ms, corruption)
     ]
     if not entries:
         return []
     lines = [
-        f"| dataset | half | method | static clean | clean Δ | {corruption} `each`: Δ | worst "
-        f"single modality under {corruption}: Δ | meets |",
-        "|---|---|---|---|---|---|---|---|",
+        f"| dataset | group | method | static clean | clean Δ | {corruption} `each`: Δ | worst "
+        f"single modality under {corruption}: Δ | meets | weights vs twin (`each`) |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for title, group, metric, row in entries:
         digits = compact_digits(metric)
@@ -233,6 +250,6 @@ def claim_summary(
         lines.append(
             f"| {title} | {group or '–'} | {row.method} | {number(static[0], digits)} | "
             f"{row.clean.cell(digits)} | {each.cell(digits) if each else '–'} | {worst_cell} | "
-            f"{'yes' if row.meets else '**no**'} |"
+            f"{'yes' if row.meets else '**no**'} | {_gain_cell(row, digits)} |"
         )
     return lines + [""]

@@ -223,7 +223,8 @@ def write_results_page(
             "under Gaussian noise with target `each` (every sample and modality with p = 0.5) "
             "against static, and the single modality where noise hurts it most against static "
             f"({_either(plural(t) for t in titles)} averaged over the grid's non-zero "
-            "severities); each dataset's section has every modality.",
+            "severities); and, where the uniform twin ran, what the learned weights add over it "
+            "under `each`. Each dataset's section has every modality.",
             "",
             *summary,
         ]
@@ -269,7 +270,7 @@ def _dataset_section(
     part = part or {}
     lines = [f"## {title}", ""]
     if part.get("group"):
-        lines += [f"Half of the suite: **{part['group']}**.", ""]
+        lines += [f"Group of the suite: **{part['group']}**.", ""]
     if part.get("note"):
         lines += [part["note"] + ".", ""]
     lines.append(

@@ -192,6 +192,12 @@ class Folder:
         )
         main = [r for r in rows if weights_of(r) == LEARNED and not is_twin(r["method"])]
         self.results = Results(main, meta.get("methods", []), self.task)
+        #: the uniform twins' own rows (``<method>~uniform``, learned = uniform weights)
+        self.twins = Results(
+            [r for r in rows if weights_of(r) == LEARNED and is_twin(r["method"])],
+            [],
+            self.task,
+        )
         prefixes = ("weight_", self.task.unimodal_prefix)
         self.modalities: list[str] = meta.get("modalities") or sorted(
             {c.removeprefix(p) for r in rows for c in r for p in prefixes if c.startswith(p)}
