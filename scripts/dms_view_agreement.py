@@ -1,7 +1,7 @@
 """How far DMS's per-view embeddings sit from each other and from the fused one, on clean test data.
 
-For each DMS run folder given (or each ``runs/<label>-s<seed>`` of a benchmark folder), over the
-clean test split: the mean over samples and views of ``‖z_m − z‖ / ‖z_m‖`` (``z = Σ_m w_m z_m``,
+For each benchmark folder given and each DMS label, over the runs ``runs/<label>-s<seed>`` and
+their clean test split: the mean over samples and views of ``‖z_m − z‖ / ‖z_m‖`` (``z = Σ_m w_m z_m``,
 the fused shared embedding) and the mean cosine between two different views' embeddings
 ``z_m``, ``z_k``. notes/issue-20.md, step 16, reads the weight-consistency loss's effect from it::
 

@@ -207,7 +207,8 @@ SENSOR_GRID = Grid(
     modality_targets=("gaussian",),
     noise_draws=1,
 )
-#: The suite's halves, fixed before any default was tuned (notes/issue-20.md: a seeded shuffle).
+#: The suite's first two halves, fixed before any default was tuned (notes/issue-20.md: a seeded
+#: shuffle).
 SENSOR_DEVELOPMENT: tuple[str, ...] = ("german_credit", "hcs_cells", "satellite")
 SENSOR_EVALUATION: tuple[str, ...] = ("dna_splice", "spambase", "wdbc")
 #: A second evaluation half, added after the first had been looked at and fixed before anything
@@ -235,7 +236,7 @@ def sensors() -> Suite:
     return Suite(
         name="sensors",
         description="real multi-view tables from registry packages (docs/datasets.md), default "
-        "settings as a new user runs them; a development and an evaluation half",
+        "settings as a new user runs them; a development half and two evaluation halves",
         parts=tuple(_sensor_part(d, "development") for d in SENSOR_DEVELOPMENT)
         + tuple(_sensor_part(d, "evaluation") for d in SENSOR_EVALUATION)
         + tuple(_sensor_part(d, "fresh evaluation") for d in SENSOR_FRESH),

@@ -166,8 +166,7 @@ class DMS(Method):
     ``confidence``
     ("entropy" | "normalised"), ``consistency`` ("cosine" | "agreement"), ``a``, ``b``, ``g``,
     ``tau`` (1), ``consistency_weight`` λ (0.1), ``consistency_reduction`` ("sum" | "mean"),
-    ``unimodal_weight`` (1), ``shared_dim`` (default
-    ``hidden_dim``), ``scheduler_hidden`` (64), ``detach_signals`` (True), ``weights``
+    ``unimodal_weight`` (1), ``shared_dim`` (default ``hidden_dim``), ``scheduler_hidden`` (64), ``detach_signals`` (True), ``weights``
     ("learned" | "uniform": the uniform twin), ``train_noise`` (0: off), ``train_noise_p`` (0.5),
     ``seed`` (seeds the training noise; default: the run's ``--seed``).
     """

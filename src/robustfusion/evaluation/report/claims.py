@@ -150,10 +150,8 @@ def claim_rows(
                         wins += 1
             ahead[modality] = (wins, len(severities))
         difference = _difference(clean(method), static_clean)
-        twin = method + TWIN_SUFFIX
-        gain = None
-        if twin in folder.twins.methods and averaged(twin, EACH, folder.twins):
-            gain = _difference(averaged(method, EACH), averaged(twin, EACH, folder.twins))
+        twin = averaged(method + TWIN_SUFFIX, EACH, folder.twins)
+        gain = _difference(averaged(method, EACH), twin) if twin else None
         rows.append(
             ClaimRow(method, static_clean, difference, noise, ahead, metric.higher_is_better, gain)
         )
